@@ -1,0 +1,33 @@
+# Two commands set everything up on a fresh machine (Python 3.10+, no GPU needed):
+#   make demo   install into .venv, train the default VAE on the bundled MNIST sample
+#   make test   install into .venv, run the test suite and the linter
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint bench clean
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/pyrovae train --out runs/demo --force
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+	$(BIN)/ruff check pyrovae tests examples benchmarks
+
+lint: $(STAMP)
+	$(BIN)/ruff check pyrovae tests examples benchmarks
+	$(BIN)/ruff format --check pyrovae tests examples benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/train_vs_pytorch.py
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info

@@ -1,0 +1,142 @@
+"""Run folders and checkpoints: written atomically, read without unpickling code.
+
+A run folder holds
+
+``config.json``
+    The VAE's constructor arguments, the training settings and the data source.
+``checkpoint.pt``
+    Tensors and plain data only (read back with ``torch.load(weights_only=True)``): the
+    VAE's ``state_dict``, the optimiser state, the epoch, the history.
+``history.json``
+    The per-epoch history (see :mod:`pyrovae.training`), rewritten every epoch.
+
+Every file is written to a temporary name in the same folder and renamed over the old
+one, so a process killed at any instant leaves the last good file intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+import tempfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pyrovae.errors import PyrovaeError
+
+FORMAT = "pyrovae-checkpoint"
+FORMAT_VERSION = 1
+CONFIG = "config.json"
+CHECKPOINT = "checkpoint.pt"
+HISTORY = "history.json"
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "wb") -> None:
+    """Call ``write(file)`` on a temporary file, flush it to disk, then rename it to ``path``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
+        with os.fdopen(fd, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Atomically write ``obj`` as indented JSON."""
+    atomic_write(path, lambda f: json.dump(obj, f, indent=2, sort_keys=True), mode="w")
+
+
+def read_json(path: str | Path) -> Any:
+    """Read a JSON file, with one-line errors for a missing or corrupt file."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise PyrovaeError(f"{path} does not exist; is this a pyrovae run folder?") from None
+    except (OSError, ValueError) as err:
+        raise PyrovaeError(f"{path} is unreadable or corrupt: {err}") from None
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """Atomically write a checkpoint dict of tensors and plain data."""
+    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **state}
+    atomic_write(path, lambda f: torch.save(payload, f))
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint safely: tensors and plain data only, never pickled objects."""
+    path = Path(path)
+    if not path.exists():
+        raise PyrovaeError(f"checkpoint {path} does not exist")
+    if not zipfile.is_zipfile(path):
+        raise PyrovaeError(f"checkpoint {path} is unreadable or corrupt: not a torch.save archive")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"unsupported GLOBAL (\S+)", str(err))
+        what = f"it holds a pickled object ({found.group(1)})" if found else str(err)[:120]
+        raise PyrovaeError(
+            f"refusing to load {path}: {what}; pyrovae checkpoints hold only tensors and "
+            "plain data, so this file was not written by pyrovae or was tampered with"
+        ) from None
+    except Exception as err:  # zip errors, truncated files, ...
+        raise PyrovaeError(f"checkpoint {path} is unreadable or corrupt: {err}") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise PyrovaeError(f"{path} is not a pyrovae checkpoint")
+    if state.get("format_version") != FORMAT_VERSION:
+        raise PyrovaeError(
+            f"{path} has checkpoint format version {state.get('format_version')}; this "
+            f"pyrovae reads version {FORMAT_VERSION}"
+        )
+    return state
+
+
+def load(run_dir: str | Path, device: str | torch.device = "cpu"):
+    """Load the trained VAE of a run folder.
+
+    Parameters
+    ----------
+    run_dir
+        A folder written by ``pyrovae train``.
+    device
+        Where to put the VAE's parameters.
+
+    Returns
+    -------
+    pyrovae.VAE
+        In evaluation mode, with working ``model`` and ``guide``.
+    """
+    from pyrovae.vae import VAE
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise PyrovaeError(f"run folder {run_dir} does not exist")
+    config = read_json(run_dir / CONFIG)
+    state = load_checkpoint(run_dir / CHECKPOINT, map_location=device)
+    try:
+        vae = VAE(**config["model"])
+    except (KeyError, TypeError) as err:
+        raise PyrovaeError(f"{run_dir / CONFIG} does not describe a VAE: {err}") from None
+    try:
+        vae.load_state_dict(state["model_state"])
+    except (KeyError, RuntimeError) as err:
+        msg = str(err).strip().splitlines()[0]
+        raise PyrovaeError(
+            f"checkpoint in {run_dir} does not match its config.json: {msg}"
+        ) from None
+    return vae.to(device).eval()

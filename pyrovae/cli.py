@@ -1,0 +1,271 @@
+"""The ``pyrovae`` command line: argparse subcommands over the registries.
+
+This module parses arguments, looks names up in the registries and calls the library;
+it holds no model logic. Every mistake in the input ends in one line on stderr and a
+non-zero exit status (2 for malformed arguments, 1 for bad data, files or settings),
+never a traceback, and never overwrites a good run folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pyrovae import __version__
+from pyrovae.errors import PyrovaeError
+
+EXIT_USAGE = 2
+EXIT_ERROR = 1
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line: what is wrong and where to look."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated layer sizes like 400 or 512,256; got {text!r}"
+        ) from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"layer sizes must be positive integers, got {text!r}")
+    return sizes
+
+
+def _choice(registry: dict) -> dict[str, Any]:
+    """argparse keywords for a name looked up in ``registry``."""
+    return {"choices": sorted(registry), "metavar": "{" + ",".join(sorted(registry)) + "}"}
+
+
+# ------------------------------------------------------------------------------ train
+def _add_train(p: argparse.ArgumentParser) -> None:
+    from pyrovae.datasets import BINARIZATIONS, DATASETS
+    from pyrovae.guides import GUIDES
+    from pyrovae.likelihoods import LIKELIHOODS
+    from pyrovae.nets import ACTIVATIONS, NETS
+    from pyrovae.objectives import LOSSES
+    from pyrovae.priors import PRIORS
+
+    data = p.add_argument_group("data")
+    data.add_argument(
+        "--dataset",
+        default="sample",
+        help=f"one of {', '.join(sorted(DATASETS))}, or a .npy/.npz path "
+        "(default: sample, the bundled 8,000/2,000 MNIST split)",
+    )
+    data.add_argument("--data-dir", help="folder with the torchvision files (no download)")
+    data.add_argument(
+        "--binarize",
+        default="dynamic",
+        **_choice(BINARIZATIONS),
+        help="dynamic: fresh Bernoulli draw per minibatch; static: one seeded draw; "
+        "none: values as they are (default: dynamic)",
+    )
+    model = p.add_argument_group("model")
+    model.add_argument("--z-dim", type=_positive_int, default=50, help="latent size (default 50)")
+    model.add_argument(
+        "--hidden", type=_sizes, default=(400,), help="hidden sizes, e.g. 512,256 (default 400)"
+    )
+    model.add_argument("--prior", default="standard", **_choice(PRIORS), help="prior p(z)")
+    model.add_argument(
+        "--likelihood", default="bernoulli", **_choice(LIKELIHOODS), help="likelihood p(x|z)"
+    )
+    model.add_argument("--guide", default="diagonal", **_choice(GUIDES), help="family of q(z|x)")
+    model.add_argument("--net", default="mlp", **_choice(NETS), help="encoder/decoder networks")
+    model.add_argument("--activation", default="relu", **_choice(ACTIVATIONS))
+    train = p.add_argument_group("training")
+    train.add_argument(
+        "--loss", default="trace", **_choice(LOSSES), help="objective (default trace)"
+    )
+    train.add_argument(
+        "--num-particles", type=_positive_int, default=1, help="samples per datapoint in the loss"
+    )
+    train.add_argument("--epochs", type=_nonnegative_int, default=20, help="default 20")
+    train.add_argument("--batch-size", type=_positive_int, default=128, help="default 128")
+    train.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam step (default 1e-3)")
+    train.add_argument("--seed", type=int, default=0, help="default 0")
+    train.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
+    out = p.add_argument_group("output")
+    out.add_argument("--out", default="runs/latest", help="run folder (default runs/latest)")
+    out.add_argument("--force", action="store_true", help="overwrite an existing run folder")
+    out.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _check_out(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise PyrovaeError(f"--out {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise PyrovaeError(
+            f"--out {out} already holds files (a previous run?); choose another folder "
+            "or pass --force to overwrite it"
+        )
+
+
+def _train(args: argparse.Namespace) -> None:
+    from pyrovae.checkpoint import CHECKPOINT, CONFIG, HISTORY, save_checkpoint, write_json
+    from pyrovae.datasets import get_binarization, load_dataset
+    from pyrovae.objectives import get_loss
+    from pyrovae.training import fit, resolve_device
+    from pyrovae.vae import VAE
+
+    out = Path(args.out)
+    _check_out(out, args.force)
+    resolve_device(args.device)
+    data = load_dataset(args.dataset, args.data_dir)
+    vae = VAE(
+        x_dim=data.x_dim,
+        z_dim=args.z_dim,
+        hidden=args.hidden,
+        prior=args.prior,
+        likelihood=args.likelihood,
+        guide=args.guide,
+        net=args.net,
+        activation=args.activation,
+        image_shape=data.image_shape,
+    )
+    loss = get_loss(args.loss, args.num_particles)
+    binarization = get_binarization(args.binarize)
+    for x in (data.train, data.test):  # fail before anything is written
+        binarization.check(x)
+        vae.check_data(binarization.fixed(x, args.seed))
+
+    config = {
+        "pyrovae_version": __version__,
+        "model": vae.config,
+        "data": {
+            "dataset": args.dataset,
+            "data_dir": args.data_dir,
+            "binarize": args.binarize,
+            "n_train": int(data.train.shape[0]),
+            "n_test": int(data.test.shape[0]),
+        },
+        "train": {
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "loss": args.loss,
+            "num_particles": args.num_particles,
+            "seed": args.seed,
+            "device": args.device,
+        },
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / CONFIG, config)
+
+    def save(epoch: int, history: dict, optim: Any) -> None:
+        write_json(out / HISTORY, history)
+        save_checkpoint(
+            out / CHECKPOINT,
+            {"epoch": epoch + 1, "model_state": vae.state_dict(), "history": history},
+        )
+
+    history = fit(
+        vae,
+        data.train,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        loss=loss,
+        binarize=args.binarize,
+        device=args.device,
+        seed=args.seed,
+        progress=not args.no_progress,
+        validation=data.test,
+        callback=save,
+    )
+    if not history["epoch"]:
+        save(-1, history, None)
+    _figures(vae, data, out, args.seed, binarization)
+    print(f"wrote {out}/ (config.json, checkpoint.pt, history.json, figures)")
+
+
+def _figures(vae, data, out: Path, seed: int, binarization) -> None:
+    from pyrovae import plots
+
+    if data.image_shape is None:
+        print("no figures: the data are not images (no image_shape)", file=sys.stderr)
+        return
+    vae.eval()
+    x = binarization.heldout(data.test[:16], seed)
+    for name, fig in (
+        ("reconstructions.png", plots.reconstructions(vae, x)),
+        ("samples.png", plots.prior_samples(vae, 64, seed=seed)),
+    ):
+        fig.savefig(out / name, dpi=100)
+
+
+# ------------------------------------------------------------------------------ main
+AddArguments = Callable[[argparse.ArgumentParser], None]
+Command = tuple[str, AddArguments, Callable[[argparse.Namespace], None]]
+
+COMMANDS: dict[str, Command] = {
+    "train": ("train a VAE and write a run folder", _add_train, _train),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="pyrovae",
+        description="Variational autoencoders written as Pyro models and guides.",
+    )
+    parser.add_argument("--version", action="version", version=f"pyrovae {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name, (help_text, add_arguments, _) in COMMANDS.items():
+        add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``pyrovae`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command][2](args)
+    except PyrovaeError as err:
+        print(f"pyrovae {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"pyrovae {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,290 @@
+"""Data: the bundled MNIST sample, torchvision datasets, user arrays, and binarisation.
+
+Every loader returns a :class:`Dataset` whose ``train`` and ``test`` tensors are float32
+of shape ``(N, D)``: one flattened datapoint per row. Images of 8-bit grey levels are
+mapped to [0, 1] by dividing by 255; other values are kept as they are, and each
+likelihood checks its own support before training.
+
+``DATASETS`` maps the names accepted by ``--dataset`` to loaders; anything else is read
+as a path to a ``.npy`` or ``.npz`` file. ``BINARIZATIONS`` maps the names accepted by
+``--binarize`` to the three schemes:
+
+* ``dynamic``: a fresh Bernoulli draw of every pixel for every minibatch (the standard
+  for "dynamically binarised MNIST"; held-out data get one seeded draw);
+* ``static``: one seeded draw of the whole dataset, used for every epoch;
+* ``none``: the values as they are (grey levels need a likelihood for grey levels).
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pyrovae.errors import PyrovaeError
+from pyrovae.registry import lookup
+
+#: Images 0..TRAIN_SIZE-1 of the bundled sample train, the rest test.
+SAMPLE_TRAIN_SIZE = 8000
+
+
+@dataclass
+class Dataset:
+    """A train/test split of flattened datapoints.
+
+    Attributes
+    ----------
+    train, test
+        Float32 tensors of shape ``(N, D)``.
+    train_labels, test_labels
+        Integer class labels, when the source has them.
+    image_shape
+        ``(channels, height, width)`` when the datapoints are images, else ``None``.
+    name
+        Where the data came from (a dataset name or a path).
+    """
+
+    train: torch.Tensor
+    test: torch.Tensor
+    train_labels: torch.Tensor | None = None
+    test_labels: torch.Tensor | None = None
+    image_shape: tuple[int, int, int] | None = None
+    name: str = ""
+
+    @property
+    def x_dim(self) -> int:
+        return int(self.train.shape[1])
+
+
+# ----------------------------------------------------------------------------- readers
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an IDX file (optionally gzip-compressed), as published for MNIST."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as err:
+        raise PyrovaeError(f"cannot read IDX file {path}: {err}") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise PyrovaeError(f"{path} is not an unsigned-byte IDX file")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    if len(raw) != header + math.prod(shape):
+        raise PyrovaeError(f"{path} is truncated or corrupt: its header says shape {shape}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _as_float(array: np.ndarray, source: str) -> torch.Tensor:
+    """uint8 grey levels to [0, 1]; other numbers kept; NaN, Inf and non-numbers refused."""
+    if array.dtype == np.uint8:
+        return torch.from_numpy(array.astype(np.float32) / 255.0)
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        raise PyrovaeError(f"{source} holds {array.dtype} values; expected numbers")
+    out = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+    if not bool(torch.isfinite(out).all()):
+        bad = int((~torch.isfinite(out)).sum())
+        raise PyrovaeError(
+            f"{source} contains {bad} NaN or infinite values; remove or impute them"
+        )
+    return out
+
+
+def _flatten(array: np.ndarray, source: str) -> tuple[np.ndarray, tuple[int, int, int] | None]:
+    """(N, H, W), (N, C, H, W) or (N, D) to (N, D) plus the image shape, if any."""
+    if array.ndim == 3:
+        shape: tuple[int, int, int] | None = (1, array.shape[1], array.shape[2])
+    elif array.ndim == 4:
+        shape = (array.shape[1], array.shape[2], array.shape[3])
+    elif array.ndim == 2:
+        side = math.isqrt(array.shape[1])
+        shape = (1, side, side) if side * side == array.shape[1] and side > 1 else None
+    else:
+        raise PyrovaeError(
+            f"{source} has shape {array.shape}; expected (N, H, W), (N, C, H, W) or (N, D)"
+        )
+    if array.shape[0] == 0:
+        raise PyrovaeError(f"{source} is empty: it holds no datapoints")
+    return array.reshape(array.shape[0], -1), shape
+
+
+# ----------------------------------------------------------------------------- loaders
+def load_sample(data_dir: str | None = None) -> Dataset:
+    """The bundled sample: MNIST's official 10,000 test images, split 8,000 / 2,000."""
+    files = resources.files("pyrovae") / "data"
+    with resources.as_file(files / "t10k-images-idx3-ubyte.gz") as p:
+        images = read_idx(p)
+    with resources.as_file(files / "t10k-labels-idx1-ubyte.gz") as p:
+        labels = torch.from_numpy(read_idx(p).astype(np.int64))
+    x, shape = _flatten(images, "the bundled sample")
+    x = _as_float(x, "the bundled sample")
+    n = SAMPLE_TRAIN_SIZE
+    return Dataset(x[:n], x[n:], labels[:n], labels[n:], shape, "sample")
+
+
+def _torchvision_loader(cls_name: str, label: str) -> Callable[[str | None], Dataset]:
+    def load(data_dir: str | None = None) -> Dataset:
+        import torchvision  # heavy import, only when a torchvision dataset is asked for
+
+        cls = getattr(torchvision.datasets, cls_name)
+        root = data_dir or str(Path.home() / ".cache" / "pyrovae")
+        splits = []
+        for train in (True, False):
+            try:
+                ds = cls(root, train=train, download=data_dir is None)
+            except Exception as err:  # torchvision raises RuntimeError, URLError, OSError...
+                where = f"in --data-dir {data_dir}" if data_dir else f"online (into {root})"
+                reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+                raise PyrovaeError(
+                    f"cannot load {label} {where}: {reason}; "
+                    "pass --data-dir with the torchvision files, or use --dataset sample"
+                ) from None
+            images, shape = _flatten(ds.data.numpy(), label)
+            splits.append((_as_float(images, label), ds.targets.clone().long(), shape))
+        (xtr, ytr, shape), (xte, yte, _) = splits
+        return Dataset(xtr, xte, ytr, yte, shape, label)
+
+    load.__doc__ = f"{label} through torchvision: downloaded, or read from ``data_dir``."
+    return load
+
+
+def load_array(path: str | Path, test_fraction: float = 0.2) -> Dataset:
+    """A user's ``.npy`` or ``.npz`` file.
+
+    A ``.npz`` with ``x_train`` and ``x_test`` (and optionally ``y_train``, ``y_test``)
+    gives the split; otherwise the single array (``.npy``, or the ``.npz``'s ``x`` or only
+    array) is split so that its last ``test_fraction`` is held out.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise PyrovaeError(f"data file {path} does not exist")
+    if path.suffix not in (".npy", ".npz"):
+        raise PyrovaeError(f"data file {path} must be .npy or .npz")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        arrays = {k: loaded[k] for k in loaded.files} if path.suffix == ".npz" else {"x": loaded}
+    except Exception as err:  # numpy raises ValueError, OSError, zipfile errors...
+        raise PyrovaeError(f"cannot read {path}: {err}") from None
+    source = str(path)
+    if "x_train" in arrays and "x_test" in arrays:
+        xtr, shape = _flatten(arrays["x_train"], f"{source}[x_train]")
+        xte, _ = _flatten(arrays["x_test"], f"{source}[x_test]")
+        ytr, yte = arrays.get("y_train"), arrays.get("y_test")
+    else:
+        key = "x" if "x" in arrays else (next(iter(arrays)) if len(arrays) == 1 else None)
+        if key is None:
+            raise PyrovaeError(
+                f"{path} holds arrays {sorted(arrays)}; name them x_train/x_test or x"
+            )
+        x, shape = _flatten(arrays[key], source)
+        if len(x) < 2:
+            raise PyrovaeError(f"{source} holds {len(x)} datapoint; need at least 2 to split")
+        n_test = min(len(x) - 1, max(1, round(len(x) * test_fraction)))
+        xtr, xte = x[:-n_test], x[-n_test:]
+        y = arrays.get("y")
+        ytr, yte = (y[:-n_test], y[-n_test:]) if y is not None else (None, None)
+
+    def labels(y: np.ndarray | None) -> torch.Tensor | None:
+        return None if y is None else torch.as_tensor(np.asarray(y, dtype=np.int64))
+
+    return Dataset(
+        _as_float(xtr, source),
+        _as_float(xte, source),
+        labels(ytr),
+        labels(yte),
+        shape,
+        source,
+    )
+
+
+DATASETS: dict[str, Callable[[str | None], Dataset]] = {
+    "sample": load_sample,
+    "mnist": _torchvision_loader("MNIST", "MNIST"),
+    "fashion-mnist": _torchvision_loader("FashionMNIST", "Fashion-MNIST"),
+}
+
+
+def load_dataset(name: str, data_dir: str | None = None) -> Dataset:
+    """Load a dataset by registry name (``sample``, ``mnist``, ...) or by file path."""
+    if name in DATASETS:
+        return DATASETS[name](data_dir)
+    if name.endswith((".npy", ".npz")) or Path(name).exists():
+        return load_array(name)
+    names = ", ".join(sorted(DATASETS))
+    raise PyrovaeError(f"unknown dataset {name!r}; choose one of: {names}, or a .npy/.npz path")
+
+
+# ------------------------------------------------------------------------ binarisation
+class Binarization:
+    """How observations are binarised.
+
+    ``prepare`` runs once on the training set, ``batch`` on every minibatch, and
+    ``fixed`` gives the one seeded version used for held-out evaluation.
+    """
+
+    def prepare(self, x: torch.Tensor, seed: int) -> torch.Tensor:
+        return x
+
+    def batch(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def fixed(self, x: torch.Tensor, seed: int) -> torch.Tensor:
+        return x
+
+    def check(self, x: torch.Tensor) -> None:
+        """Raise unless ``x`` can be binarised by this scheme."""
+
+    def heldout(self, x: torch.Tensor, seed: int) -> torch.Tensor:
+        """The one seeded version of held-out data that every evaluation of a run uses."""
+        return self.fixed(x, seed + 1)
+
+
+def _seeded_bernoulli(x: torch.Tensor, seed: int) -> torch.Tensor:
+    gen = torch.Generator(device=x.device).manual_seed(int(seed))
+    return torch.bernoulli(x, generator=gen)
+
+
+class _Binarizing(Binarization):
+    def check(self, x: torch.Tensor) -> None:
+        lo, hi = float(x.min()), float(x.max())
+        if lo < 0 or hi > 1:
+            raise PyrovaeError(
+                f"binarisation needs values in [0, 1] but the data range over [{lo:g}, {hi:g}]; "
+                "rescale them or use --binarize none with a likelihood for such values"
+            )
+
+    def fixed(self, x: torch.Tensor, seed: int) -> torch.Tensor:
+        return _seeded_bernoulli(x, seed)
+
+
+class Dynamic(_Binarizing):
+    """A fresh Bernoulli draw per minibatch."""
+
+    def batch(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.bernoulli(x)
+
+
+class Static(_Binarizing):
+    """One seeded Bernoulli draw of the training set."""
+
+    def prepare(self, x: torch.Tensor, seed: int) -> torch.Tensor:
+        return _seeded_bernoulli(x, seed)
+
+
+BINARIZATIONS: dict[str, type[Binarization]] = {
+    "dynamic": Dynamic,
+    "static": Static,
+    "none": Binarization,
+}
+
+
+def get_binarization(name: str) -> Binarization:
+    """The binarisation scheme called ``name`` (a key of ``BINARIZATIONS``)."""
+    return lookup(BINARIZATIONS, name, "binarization")()

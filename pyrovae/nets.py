@@ -1,0 +1,179 @@
+"""Plain torch networks for the encoder and the decoder: no Pyro inside.
+
+A network maps a flat input of shape ``(..., in_dim)`` to a flat output of shape
+``(..., out_dim)``; any number of leading batch dimensions is allowed, so the same
+network serves a minibatch ``(B, D)`` and a vectorised set of particles ``(K, B, D)``.
+What the output *means* (the parameters of q(z|x) or of p(x|z)) is decided by the guide
+family and the likelihood, never by the network.
+
+``NETS`` is the registry of encoder/decoder pairs: a name maps to a function that builds
+both from the dimensions the VAE works out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from pyrovae.errors import PyrovaeError
+from pyrovae.registry import lookup
+
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU,
+    "softplus": nn.Softplus,
+    "tanh": nn.Tanh,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+}
+
+
+class MLP(nn.Module):
+    """A fully connected network ``in_dim -> hidden... -> out_dim``.
+
+    Parameters
+    ----------
+    in_dim, out_dim
+        Sizes of the input and output vectors.
+    hidden
+        Sizes of the hidden layers, e.g. ``(400,)``.
+    activation
+        Name of the nonlinearity between layers (a key of ``ACTIVATIONS``).
+    """
+
+    def __init__(
+        self, in_dim: int, out_dim: int, hidden: Sequence[int] = (400,), activation: str = "relu"
+    ) -> None:
+        super().__init__()
+        act = lookup(ACTIVATIONS, activation, "activation")
+        layers: list[nn.Module] = []
+        for width in hidden:
+            layers += [nn.Linear(in_dim, width), act()]
+            in_dim = width
+        layers.append(nn.Linear(in_dim, out_dim))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def _check_image_shape(image_shape: Sequence[int] | None, x_dim: int) -> tuple[int, int, int]:
+    if image_shape is None or len(image_shape) != 3:
+        raise PyrovaeError(
+            "the conv network needs image_shape=(channels, height, width); "
+            "pass it to VAE(...) or use net='mlp'"
+        )
+    c, h, w = (int(s) for s in image_shape)
+    if c * h * w != x_dim or h % 4 or w % 4:
+        raise PyrovaeError(
+            f"the conv network needs height and width divisible by 4 and "
+            f"channels*height*width == x_dim; got image_shape={tuple(image_shape)}, x_dim={x_dim}"
+        )
+    return c, h, w
+
+
+class ConvEncoder(nn.Module):
+    """Two stride-2 convolutions and a fully connected head, for small images.
+
+    Takes flat inputs ``(..., C*H*W)`` and returns ``(..., out_dim)``.
+    """
+
+    def __init__(
+        self,
+        image_shape: Sequence[int],
+        out_dim: int,
+        hidden: Sequence[int] = (400,),
+        activation: str = "relu",
+        channels: tuple[int, int] = (32, 64),
+    ) -> None:
+        super().__init__()
+        act = lookup(ACTIVATIONS, activation, "activation")
+        c, h, w = image_shape
+        self.image_shape = (c, h, w)
+        self.conv = nn.Sequential(
+            nn.Conv2d(c, channels[0], 4, stride=2, padding=1),
+            act(),
+            nn.Conv2d(channels[0], channels[1], 4, stride=2, padding=1),
+            act(),
+        )
+        self.head = MLP(channels[1] * (h // 4) * (w // 4), out_dim, hidden, activation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch = x.shape[:-1]
+        h = self.conv(x.reshape(-1, *self.image_shape))
+        return self.head(h.flatten(1)).reshape(*batch, -1)
+
+
+class ConvDecoder(nn.Module):
+    """A fully connected stem and two stride-2 transposed convolutions.
+
+    Returns ``(..., out_channels*H*W)`` laid out channel-major, which is the layout every
+    likelihood expects: ``out_channels`` blocks of ``H*W`` parameters.
+    """
+
+    def __init__(
+        self,
+        z_dim: int,
+        image_shape: Sequence[int],
+        out_dim: int,
+        hidden: Sequence[int] = (400,),
+        activation: str = "relu",
+        channels: tuple[int, int] = (64, 32),
+    ) -> None:
+        super().__init__()
+        act = lookup(ACTIVATIONS, activation, "activation")
+        _, h, w = image_shape
+        if out_dim % (h * w):
+            raise PyrovaeError(f"decoder output size {out_dim} is not a multiple of {h}*{w}")
+        self.stem_shape = (channels[0], h // 4, w // 4)
+        self.stem = nn.Sequential(
+            MLP(z_dim, channels[0] * (h // 4) * (w // 4), hidden, activation), act()
+        )
+        self.deconv = nn.Sequential(
+            nn.ConvTranspose2d(channels[0], channels[1], 4, stride=2, padding=1),
+            act(),
+            nn.ConvTranspose2d(channels[1], out_dim // (h * w), 4, stride=2, padding=1),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        batch = z.shape[:-1]
+        h = self.stem(z.reshape(-1, z.shape[-1])).reshape(-1, *self.stem_shape)
+        return self.deconv(h).reshape(*batch, -1)
+
+
+NetBuilder = Callable[..., tuple[nn.Module, nn.Module]]
+
+
+def build_mlp(
+    x_dim: int,
+    z_dim: int,
+    encoder_out: int,
+    decoder_out: int,
+    hidden: Sequence[int] = (400,),
+    activation: str = "relu",
+    image_shape: Sequence[int] | None = None,
+) -> tuple[nn.Module, nn.Module]:
+    """Encoder ``x_dim -> hidden -> encoder_out`` and decoder ``z_dim -> hidden[::-1] -> out``."""
+    encoder = MLP(x_dim, encoder_out, hidden, activation)
+    decoder = MLP(z_dim, decoder_out, tuple(reversed(hidden)), activation)
+    return encoder, decoder
+
+
+def build_conv(
+    x_dim: int,
+    z_dim: int,
+    encoder_out: int,
+    decoder_out: int,
+    hidden: Sequence[int] = (400,),
+    activation: str = "relu",
+    image_shape: Sequence[int] | None = None,
+) -> tuple[nn.Module, nn.Module]:
+    """A small convolutional encoder and decoder for images (e.g. 1x28x28)."""
+    shape = _check_image_shape(image_shape, x_dim)
+    encoder = ConvEncoder(shape, encoder_out, hidden, activation)
+    decoder = ConvDecoder(z_dim, shape, decoder_out, tuple(reversed(hidden)), activation)
+    return encoder, decoder
+
+
+NETS: dict[str, NetBuilder] = {"mlp": build_mlp, "conv": build_conv}

@@ -1,0 +1,240 @@
+"""``fit``: maximise the ELBO of a model/guide pair with ``pyro.infer.SVI``.
+
+``fit`` accepts a :class:`~pyrovae.VAE` (anything with ``model`` and ``guide``
+methods) or a user's own ``(model, guide)`` pair, as long as the per-datapoint sites lie
+under ``pyro.plate("data", batch_size)`` and both take the minibatch as first argument.
+The data stay on the training device for the whole run when they fit in its memory, and
+minibatches are indexed there.
+
+The history reports everything per datapoint, in nats:
+
+``epoch``, ``steps``, ``seconds``
+    Counters and wall time of the epoch.
+``train_elbo``
+    Mean of minus the SVI loss over the epoch's minibatches (with dynamic binarisation,
+    on the freshly drawn binary images the steps saw).
+``val_elbo``, ``val_log_likelihood``, ``val_kl``
+    When ``validation`` data are given: the one-sample ELBO of each held-out datapoint,
+    and its two terms E_q[log p(x|z)] and KL(q(z|x) || p(z)), averaged.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pyro
+import pyro.optim
+import torch
+from pyro.infer import ELBO, SVI
+from torch import nn
+from tqdm.auto import tqdm
+
+from pyrovae.datasets import get_binarization
+from pyrovae.errors import PyrovaeError
+from pyrovae.marginal import elbo_terms
+from pyrovae.objectives import get_loss
+
+History = dict[str, list[float]]
+#: Called after every epoch with the epoch index (from 0), the history so far and the
+#: optimiser; returning ``False`` stops training.
+Callback = Callable[[int, History, pyro.optim.PyroOptim], Any]
+
+HISTORY_KEYS = ("epoch", "steps", "seconds", "train_elbo")
+VALIDATION_KEYS = ("val_elbo", "val_log_likelihood", "val_kl")
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` means CUDA when available, else the CPU; CUDA asked for must exist."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise PyrovaeError(f"unknown device {device!r}; use auto, cpu or cuda") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise PyrovaeError(
+            "CUDA was asked for but torch finds no usable GPU here; use device 'cpu' or 'auto'"
+        )
+    return dev
+
+
+def as_data(data: Any, name: str = "data") -> torch.Tensor:
+    """A float tensor, batch dimension first, with finite values."""
+    if isinstance(data, np.ndarray):
+        data = torch.from_numpy(data)
+    if not isinstance(data, torch.Tensor):
+        raise PyrovaeError(
+            f"{name} must be a torch tensor or numpy array, not {type(data).__name__}"
+        )
+    if data.dim() == 0 or data.shape[0] == 0:
+        raise PyrovaeError(f"{name} is empty: it holds no datapoints")
+    if data.dtype == torch.uint8:
+        data = data.float() / 255
+    data = data.float()
+    if not bool(torch.isfinite(data).all()):
+        bad = int((~torch.isfinite(data)).sum())
+        raise PyrovaeError(f"{name} contains {bad} NaN or infinite values; remove or impute them")
+    return data
+
+
+def _model_and_guide(obj: Any) -> tuple[Callable, Callable]:
+    if isinstance(obj, tuple | list) and len(obj) == 2:
+        return obj[0], obj[1]
+    if callable(getattr(obj, "model", None)) and callable(getattr(obj, "guide", None)):
+        return obj.model, obj.guide
+    raise PyrovaeError(
+        "fit needs a VAE (an object with model and guide methods) or a (model, guide) pair"
+    )
+
+
+def _modules(obj: Any) -> list[nn.Module]:
+    """The torch modules that own the model's and guide's parameters, to move to a device."""
+    parts = obj if isinstance(obj, tuple | list) else (obj,)
+    found: list[nn.Module] = []
+    for part in parts:
+        module = part if isinstance(part, nn.Module) else getattr(part, "__self__", None)
+        if isinstance(module, nn.Module) and all(module is not m for m in found):
+            found.append(module)
+    return found
+
+
+def _place(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Move data to the device if they fit comfortably, else keep them pinned on the host."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        if x.numel() * x.element_size() > free // 2:
+            return x.pin_memory()
+    return x.to(device)
+
+
+def _check_positive(**values: float) -> None:
+    for key, value in values.items():
+        if not value > 0:
+            raise PyrovaeError(f"{key} must be positive, got {value}")
+
+
+def fit(
+    vae_or_model_guide: Any,
+    data: Any,
+    *,
+    epochs: int = 20,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    loss: ELBO | str | None = None,
+    optim: pyro.optim.PyroOptim | None = None,
+    binarize: str = "dynamic",
+    device: str | torch.device = "auto",
+    seed: int = 0,
+    progress: bool = True,
+    validation: Any = None,
+    callback: Callback | None = None,
+    eval_batch_size: int = 1000,
+) -> History:
+    """Train a model/guide pair by stochastic variational inference.
+
+    Parameters
+    ----------
+    vae_or_model_guide
+        A :class:`~pyrovae.VAE`, or a ``(model, guide)`` pair of Pyro programs called as
+        ``model(x_batch)`` / ``guide(x_batch)`` with their per-datapoint sites under
+        ``pyro.plate("data", len(x_batch))``.
+    data
+        Training data, a tensor or array with the batch dimension first (uint8 is read as
+        grey levels and divided by 255).
+    epochs, batch_size, lr
+        Passes over the data, minibatch size, Adam learning rate.
+    loss
+        A Pyro ELBO instance (``Trace_ELBO()`` by default, any other Pyro ELBO works) or a
+        name from ``pyrovae.objectives.LOSSES``.
+    optim
+        A Pyro optimiser; ``pyro.optim.Adam({"lr": lr})`` by default.
+    binarize
+        ``"dynamic"`` (a fresh Bernoulli draw per minibatch), ``"static"`` (one seeded
+        draw) or ``"none"``. Validation data get one seeded draw when binarising.
+    device
+        ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ...
+    seed
+        Seeds Pyro, torch and the binarisation.
+    progress
+        Show a progress bar and print one line per epoch.
+    validation
+        Held-out data for the per-epoch validation ELBO, or ``None``.
+    callback
+        ``callback(epoch, history, optim)`` after every epoch; ``False`` stops training.
+    eval_batch_size
+        Datapoints per pass when evaluating the validation ELBO.
+
+    Returns
+    -------
+    dict
+        The history: a list per key, one entry per epoch (see the module docstring).
+    """
+    if not isinstance(epochs, int) or epochs < 0:
+        raise PyrovaeError(f"epochs must be a non-negative integer, got {epochs}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise PyrovaeError(f"batch_size must be a positive integer, got {batch_size}")
+    _check_positive(lr=lr)
+    model, guide = _model_and_guide(vae_or_model_guide)
+    dev = resolve_device(device)
+    binarization = get_binarization(binarize)
+    if isinstance(loss, str):
+        loss = get_loss(loss)
+    loss = loss if loss is not None else pyro.infer.Trace_ELBO()
+    optim = optim if optim is not None else pyro.optim.Adam({"lr": lr})
+
+    pyro.set_rng_seed(seed)
+    x_train = as_data(data, "training data")
+    x_val = as_data(validation, "validation data") if validation is not None else None
+    check = getattr(vae_or_model_guide, "check_data", None)
+    for x in (x_train, x_val):
+        if x is not None:
+            binarization.check(x)
+            if check is not None:
+                check(binarization.fixed(x, seed))
+    for module in _modules(vae_or_model_guide):
+        module.to(dev)
+    x_train = _place(binarization.prepare(x_train, seed), dev)
+    if x_val is not None:
+        x_val = binarization.heldout(x_val, seed).to(dev)
+
+    svi = SVI(model, guide, optim, loss)
+    keys = HISTORY_KEYS + (VALIDATION_KEYS if x_val is not None else ())
+    history: History = {k: [] for k in keys}
+    n = x_train.shape[0]
+    bar = tqdm(range(epochs), desc="epochs", disable=not progress, unit="epoch")
+    for epoch in bar:
+        start = time.perf_counter()
+        order = torch.randperm(n, device=x_train.device)
+        total = 0.0
+        steps = 0
+        for i in range(0, n, batch_size):
+            batch = x_train[order[i : i + batch_size]].to(dev, non_blocking=True)
+            total += svi.step(binarization.batch(batch))
+            steps += 1
+        record = {
+            "epoch": epoch + 1,
+            "steps": steps,
+            "seconds": time.perf_counter() - start,
+            "train_elbo": -total / n,
+        }
+        if x_val is not None:
+            terms = elbo_terms(model, guide, x_val, batch_size=eval_batch_size)
+            record.update(
+                val_elbo=float(terms.elbo.mean()),
+                val_log_likelihood=float(terms.log_likelihood.mean()),
+                val_kl=float(terms.kl.mean()),
+            )
+        for key, value in record.items():
+            history[key].append(value)
+        if progress:
+            line = f"epoch {epoch + 1}/{epochs}  train ELBO {record['train_elbo']:.2f}"
+            if x_val is not None:
+                line += f"  val ELBO {record['val_elbo']:.2f}"
+            bar.write(line + f" nats/datapoint  ({record['seconds']:.1f} s)")
+        if callback is not None and callback(epoch, history, optim) is False:
+            break
+    bar.close()
+    return history

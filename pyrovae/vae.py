@@ -1,0 +1,219 @@
+"""The VAE: a Pyro model p(z) p(x|z) and a Pyro guide q(z|x) over shared networks.
+
+Reading guide::
+
+    model(x):  with plate("data"):  z ~ prior();  x ~ likelihood(decoder(z))   [observed]
+    guide(x):  with plate("data"):  z ~ posterior(encoder(x))
+
+Everything that varies between VAEs lives in one of four swappable parts, each picked by
+name from its registry or passed as a module: the prior (``priors.PRIORS``), the
+likelihood (``likelihoods.LIKELIHOODS``), the approximate posterior family
+(``guides.GUIDES``) and the encoder/decoder networks (``nets.NETS``). The model and the
+guide themselves never look at which parts they hold.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+import pyro
+import pyro.distributions as dist
+import torch
+from torch import nn
+
+from pyrovae.errors import PyrovaeError
+from pyrovae.guides import GUIDES, GuideFamily
+from pyrovae.likelihoods import LIKELIHOODS, Likelihood
+from pyrovae.nets import NETS
+from pyrovae.priors import PRIORS, Prior
+from pyrovae.registry import lookup
+
+_instance_ids = itertools.count()
+
+
+def _build(part: str | nn.Module, registry: dict, kind: str, *args: Any, **kwargs: Any):
+    """A registry name becomes ``registry[name](*args, **kwargs)``; a module is kept as is."""
+    if isinstance(part, nn.Module):
+        return part
+    return lookup(registry, part, kind)(*args, **kwargs)
+
+
+def _name_of(part: str | nn.Module, registry: dict) -> str:
+    """The registry name of a part, so a saved VAE can be rebuilt by name."""
+    if isinstance(part, str):
+        return part
+    for key, cls in registry.items():
+        if type(part) is cls:
+            return key
+    return type(part).__name__
+
+
+class VAE(nn.Module):
+    """A variational autoencoder written as a Pyro model and guide.
+
+    Parameters
+    ----------
+    x_dim
+        Size of one flattened observation (784 for 28x28 images).
+    z_dim
+        Size of the latent vector z.
+    hidden
+        Hidden layer sizes of the encoder; the decoder uses them reversed.
+    prior
+        A key of ``PRIORS`` or a :class:`~pyrovae.priors.Prior` module.
+    likelihood
+        A key of ``LIKELIHOODS`` or a :class:`~pyrovae.likelihoods.Likelihood` module.
+    guide
+        A key of ``GUIDES`` or a :class:`~pyrovae.guides.GuideFamily` module: the family
+        of q(z|x).
+    net
+        A key of ``NETS``: which encoder/decoder networks to build.
+    activation
+        Nonlinearity of the networks (a key of ``nets.ACTIVATIONS``).
+    image_shape
+        ``(channels, height, width)`` of one observation; needed by the conv networks
+        and by the figures.
+    prior_kwargs, likelihood_kwargs, guide_kwargs
+        Extra constructor arguments for parts given by name.
+    name
+        Prefix under which the parameters are registered in Pyro's parameter store;
+        unique per instance by default, so two VAEs in one process never share
+        parameters by accident.
+
+    Notes
+    -----
+    ``model`` and ``guide`` follow the package-wide convention: every per-datapoint
+    site lies under ``pyro.plate("data", batch_size)``. That is all that
+    :func:`pyrovae.fit` and :func:`pyrovae.log_marginal_likelihood` rely on.
+    """
+
+    def __init__(
+        self,
+        x_dim: int = 784,
+        z_dim: int = 50,
+        hidden: Sequence[int] = (400,),
+        prior: str | Prior = "standard",
+        likelihood: str | Likelihood = "bernoulli",
+        guide: str | GuideFamily = "diagonal",
+        net: str = "mlp",
+        activation: str = "relu",
+        image_shape: Sequence[int] | None = None,
+        prior_kwargs: dict[str, Any] | None = None,
+        likelihood_kwargs: dict[str, Any] | None = None,
+        guide_kwargs: dict[str, Any] | None = None,
+        name: str | None = None,
+    ) -> None:
+        super().__init__()
+        if x_dim < 1 or z_dim < 1 or any(h < 1 for h in hidden):
+            raise PyrovaeError(
+                f"x_dim, z_dim and hidden sizes must be positive; got x_dim={x_dim}, "
+                f"z_dim={z_dim}, hidden={tuple(hidden)}"
+            )
+        self.x_dim, self.z_dim = int(x_dim), int(z_dim)
+        self.image_shape = tuple(image_shape) if image_shape is not None else None
+        self.name = name if name is not None else f"vae{next(_instance_ids)}"
+        self.prior = _build(prior, PRIORS, "prior", z_dim, **(prior_kwargs or {}))
+        self.likelihood = _build(
+            likelihood, LIKELIHOODS, "likelihood", x_dim, **(likelihood_kwargs or {})
+        )
+        self.posterior = _build(guide, GUIDES, "guide", z_dim, **(guide_kwargs or {}))
+        self.encoder, self.decoder = lookup(NETS, net, "net")(
+            x_dim,
+            z_dim,
+            self.posterior.param_dim,
+            self.likelihood.param_dim,
+            hidden=tuple(hidden),
+            activation=activation,
+            image_shape=self.image_shape,
+        )
+        # What it takes to rebuild this VAE (see pyrovae.checkpoint). A part given as a
+        # module is recorded by its registry name; add its class to the registry to reload.
+        self.config = {
+            "x_dim": self.x_dim,
+            "z_dim": self.z_dim,
+            "hidden": [int(h) for h in hidden],
+            "prior": _name_of(prior, PRIORS),
+            "likelihood": _name_of(likelihood, LIKELIHOODS),
+            "guide": _name_of(guide, GUIDES),
+            "net": net,
+            "activation": activation,
+            "image_shape": list(self.image_shape) if self.image_shape else None,
+            "prior_kwargs": dict(prior_kwargs or {}),
+            "likelihood_kwargs": dict(likelihood_kwargs or {}),
+            "guide_kwargs": dict(guide_kwargs or {}),
+        }
+
+    # ----------------------------------------------------------------- Pyro programs
+    def model(self, x: torch.Tensor | None = None, num_samples: int | None = None) -> torch.Tensor:
+        """The generative model p(x, z) = p(z) p(x|z).
+
+        Parameters
+        ----------
+        x
+            Observations of shape ``(batch, x_dim)``; ``None`` to generate.
+        num_samples
+            How many datapoints to generate when ``x`` is ``None``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``x`` (observed or sampled).
+        """
+        pyro.module(self.name, self)
+        size = x.shape[0] if x is not None else num_samples
+        if size is None:
+            raise PyrovaeError("model() needs data x or num_samples to generate")
+        with pyro.plate("data", size):
+            z = pyro.sample("z", self.prior())
+            return pyro.sample("x", self.likelihood(self.decoder(z)), obs=x)
+
+    def guide(self, x: torch.Tensor, num_samples: int | None = None) -> torch.Tensor:
+        """The approximate posterior q(z|x) given by the encoder.
+
+        ``num_samples`` is accepted (and ignored) so that model and guide share a
+        signature, as Pyro's inference algorithms call both with the same arguments.
+        """
+        pyro.module(self.name, self)
+        with pyro.plate("data", x.shape[0]):
+            return pyro.sample("z", self.posterior(self.encoder(x)))
+
+    # ------------------------------------------------------------------ conveniences
+    def encode(self, x: torch.Tensor) -> dist.Distribution:
+        """q(z|x) as a distribution with batch shape ``x.shape[:-1]``."""
+        return self.posterior(self.encoder(x))
+
+    def decode(self, z: torch.Tensor) -> dist.Distribution:
+        """p(x|z) as a distribution with batch shape ``z.shape[:-1]``."""
+        return self.likelihood(self.decoder(z))
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean of p(x|z) at the posterior mean of z (falls back to a draw of z)."""
+        q = self.encode(x)
+        try:
+            z = q.mean
+        except NotImplementedError:
+            z = q.sample()
+        return self.decode(z).mean
+
+    @torch.no_grad()
+    def sample(self, num_samples: int, mean: bool = True) -> torch.Tensor:
+        """Draw ``num_samples`` observations: z from the prior, then p(x|z).
+
+        With ``mean=True`` the mean of p(x|z) is returned (smooth images), otherwise a
+        draw from it.
+        """
+        z = self.prior().sample((num_samples,))
+        px = self.decode(z)
+        return px.mean if mean else px.sample()
+
+    def check_data(self, x: torch.Tensor) -> None:
+        """Raise :class:`~pyrovae.errors.PyrovaeError` unless ``x`` fits this VAE."""
+        if x.dim() != 2 or x.shape[1] != self.x_dim:
+            raise PyrovaeError(
+                f"the VAE expects data of shape (N, {self.x_dim}) but got {tuple(x.shape)}; "
+                "flatten each datapoint or set x_dim to match"
+            )
+        self.likelihood.check_support(x)

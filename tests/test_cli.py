@@ -1,0 +1,160 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from pyrovae.cli import main
+
+TINY = ["--epochs", "1", "--z-dim", "4", "--hidden", "16", "--no-progress"]
+
+
+def test_train_end_to_end(tmp_path, tiny_npz, capsys):
+    out = tmp_path / "run"
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                str(tiny_npz),
+                "--out",
+                str(out),
+                "--epochs",
+                "2",
+                "--z-dim",
+                "4",
+                "--hidden",
+                "32,16",
+                "--batch-size",
+                "64",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    names = {p.name for p in out.iterdir()}
+    assert {
+        "config.json",
+        "checkpoint.pt",
+        "history.json",
+        "reconstructions.png",
+        "samples.png",
+    } <= names
+    history = json.loads((out / "history.json").read_text())
+    assert history["epoch"] == [1, 2] and len(history["val_elbo"]) == 2
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["hidden"] == [32, 16] and config["train"]["batch_size"] == 64
+    assert (out / "samples.png").read_bytes()[:4] == b"\x89PNG"
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_python_dash_m_and_console_script(tmp_path, tiny_npz):
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pyrovae",
+            "train",
+            "--dataset",
+            str(tiny_npz),
+            "--out",
+            str(out),
+            *TINY,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "checkpoint.pt").exists()
+    help_text = subprocess.run(
+        [sys.executable, "-m", "pyrovae", "train", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    for flag in (
+        "--dataset",
+        "--data-dir",
+        "--z-dim",
+        "--hidden",
+        "--epochs",
+        "--batch-size",
+        "--lr",
+        "--binarize",
+        "--seed",
+        "--device",
+        "--out",
+    ):
+        assert flag in help_text
+
+
+def _one_line_error(capsys, code, expected_code, match):
+    err = capsys.readouterr().err.strip()
+    assert code == expected_code
+    assert len(err.splitlines()) == 1, err
+    assert "Traceback" not in err and match in err, err
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["--prior", "cauchy"], "invalid choice: 'cauchy'"),
+        (["--binarize", "maybe"], "invalid choice: 'maybe'"),
+        (["--epochs", "-3"], "expected an integer >= 0"),
+        (["--batch-size", "0"], "expected a positive integer"),
+        (["--hidden", "4x4"], "comma-separated"),
+        (["--lr", "fast"], "expected a positive number"),
+    ],
+)
+def test_bad_options_are_one_line_usage_errors(tmp_path, capsys, args, match):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--out", str(tmp_path / "r"), *args])
+    _one_line_error(capsys, exit_info.value.code, 2, match)
+    assert not (tmp_path / "r").exists()
+
+
+def _write(path, array):
+    np.save(path, array)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("make", "extra", "match"),
+    [
+        (lambda p: str(p / "missing.npy"), [], "does not exist"),
+        (lambda p: _write(p / "nan.npy", np.full((20, 784), np.nan)), [], "NaN"),
+        (
+            lambda p: _write(p / "big.npy", np.full((20, 784), 3.0)),
+            ["--binarize", "none"],
+            "needs binary data",
+        ),
+        (lambda p: _write(p / "big.npy", np.full((20, 784), 3.0)), [], r"values in [0, 1]"),
+        (
+            lambda p: _write(p / "grey.npy", np.full((20, 784), 0.5)),
+            ["--binarize", "none"],
+            "needs binary data",
+        ),
+        (lambda p: "sample", ["--device", "cuda:7"], "CUDA"),
+    ],
+)
+def test_bad_input_is_a_one_line_error(tmp_path, capsys, monkeypatch, make, extra, match):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "r"
+    code = main(["train", "--dataset", make(tmp_path), "--out", str(out), *TINY, *extra])
+    _one_line_error(capsys, code, 1, match)
+    assert not out.exists()
+
+
+def test_an_existing_run_is_not_overwritten(tmp_path, tiny_npz, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "checkpoint.pt").write_text("precious")
+    code = main(["train", "--dataset", str(tiny_npz), "--out", str(out), *TINY])
+    _one_line_error(capsys, code, 1, "--force")
+    assert (out / "checkpoint.pt").read_text() == "precious"
+    assert main(["train", "--dataset", str(tiny_npz), "--out", str(out), "--force", *TINY]) == 0

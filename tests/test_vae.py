@@ -1,0 +1,110 @@
+import pyro
+import pytest
+import torch
+from pyro import poutine
+
+from pyrovae import VAE, PyrovaeError
+from pyrovae.guides import GUIDES
+from pyrovae.likelihoods import LIKELIHOODS
+from pyrovae.priors import PRIORS
+
+
+def _sites(trace):
+    return {
+        name: site
+        for name, site in trace.nodes.items()
+        if site["type"] == "sample" and not site["is_observed"] and name != "data"
+    }
+
+
+def _binary(n, d=784):
+    return torch.bernoulli(torch.full((n, d), 0.3))
+
+
+@pytest.mark.parametrize("net", ["mlp", "conv"])
+def test_model_and_guide_have_the_same_latent_sites_under_the_data_plate(net):
+    vae = VAE(z_dim=7, hidden=(32,), net=net, image_shape=(1, 28, 28))
+    x = _binary(5)
+    guide_trace = poutine.trace(vae.guide).get_trace(x)
+    model_trace = poutine.trace(poutine.replay(vae.model, trace=guide_trace)).get_trace(x)
+    latent_g, latent_m = _sites(guide_trace), _sites(model_trace)
+    assert set(latent_g) == set(latent_m) == {"z"}
+    for name in latent_g:
+        assert latent_g[name]["value"].shape == latent_m[name]["value"].shape == (5, 7)
+        for trace in (guide_trace, model_trace):
+            frames = [f.name for f in trace.nodes[name]["cond_indep_stack"]]
+            assert frames == ["data"]
+    obs = model_trace.nodes["x"]
+    assert obs["is_observed"] and [f.name for f in obs["cond_indep_stack"]] == ["data"]
+    assert torch.equal(obs["value"], x)
+
+
+def test_every_parameter_is_registered_with_pyro():
+    vae = VAE(z_dim=4, hidden=(16,))
+    x = _binary(3)
+    with poutine.trace(param_only=True) as tr:
+        vae.guide(x)
+        vae.model(x)
+    registered = {site["value"] for site in tr.trace.nodes.values()}
+    for name, p in vae.named_parameters():
+        assert any(p is r for r in registered), name
+
+
+def test_two_vaes_do_not_share_parameters():
+    a, b = VAE(z_dim=4, hidden=(16,)), VAE(z_dim=4, hidden=(16,))
+    x = _binary(2)
+    a.model(x)
+    b.model(x)
+    assert a.name != b.name
+    pa = dict(a.named_parameters())["decoder.net.0.weight"]
+    pb = dict(b.named_parameters())["decoder.net.0.weight"]
+    assert pa is not pb and not torch.equal(pa, pb)
+
+
+def test_model_generates_without_data():
+    vae = VAE(z_dim=4, hidden=(16,))
+    x = vae.model(None, num_samples=6)
+    assert x.shape == (6, 784) and set(x.unique().tolist()) <= {0.0, 1.0}
+    assert vae.sample(3).shape == (3, 784)
+    assert vae.reconstruct(_binary(2)).shape == (2, 784)
+
+
+@pytest.mark.parametrize(
+    ("prior", "likelihood", "guide"),
+    [(p, lk, g) for p in sorted(PRIORS) for lk in sorted(LIKELIHOODS) for g in sorted(GUIDES)],
+)
+def test_every_combination_builds_by_name(prior, likelihood, guide):
+    vae = VAE(x_dim=16, z_dim=3, hidden=(8,), prior=prior, likelihood=likelihood, guide=guide)
+    assert vae.config["prior"] == prior and vae.config["likelihood"] == likelihood
+    assert vae.config["guide"] == guide
+
+
+def test_parts_can_be_passed_as_modules():
+    vae = VAE(x_dim=16, z_dim=3, hidden=(8,), prior=PRIORS["standard"](3))
+    assert vae.config["prior"] == "standard"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"prior": "nope"}, "unknown prior 'nope'; choose one of: standard"),
+        ({"likelihood": "nope"}, "unknown likelihood"),
+        ({"guide": "nope"}, "unknown guide"),
+        ({"net": "nope"}, "unknown net"),
+        ({"z_dim": 0}, "must be positive"),
+    ],
+)
+def test_bad_constructor_arguments(kwargs, match):
+    with pytest.raises(PyrovaeError, match=match):
+        VAE(**kwargs)
+
+
+def test_check_data_names_the_expected_shape():
+    with pytest.raises(PyrovaeError, match=r"shape \(N, 784\)"):
+        VAE().check_data(torch.zeros(3, 28, 28))
+
+
+def test_model_needs_data_or_a_count():
+    with pytest.raises(PyrovaeError, match="num_samples"):
+        VAE(z_dim=2, hidden=(4,)).model(None)
+    pyro.clear_param_store()
