@@ -232,12 +232,158 @@ def _figures(vae, data, out: Path, seed: int, binarization) -> None:
         fig.savefig(out / name, dpi=100)
 
 
+# --------------------------------------------------------------------------- evaluate
+def _add_run_data(p: argparse.ArgumentParser) -> None:
+    """RUN_DIR and the options that pick which held-out data to use with it."""
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by pyrovae train")
+    p.add_argument(
+        "--dataset",
+        help="held-out data to use (default: the run's own dataset and split); "
+        "a dataset name or a .npy/.npz path, binarised as in training",
+    )
+    p.add_argument("--data-dir", help="folder with the torchvision files (no download)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
+
+
+def _load_run(args: argparse.Namespace):
+    """The run's VAE and config, and its held-out data, binarised as in training."""
+    from pyrovae.checkpoint import CONFIG, load, read_json
+    from pyrovae.datasets import get_binarization, load_dataset
+    from pyrovae.training import resolve_device
+
+    device = resolve_device(args.device)
+    config = read_json(Path(args.run_dir) / CONFIG)
+    vae = load(args.run_dir, device=device)
+    data_cfg = config["data"]
+    name = args.dataset or data_cfg["dataset"]
+    data = load_dataset(name, args.data_dir or (None if args.dataset else data_cfg["data_dir"]))
+    binarization = get_binarization(data_cfg["binarize"])
+    binarization.check(data.test)
+    x = binarization.heldout(data.test, config["train"]["seed"]).to(device)
+    vae.check_data(x)
+    return vae, config, data, x
+
+
+def _add_evaluate(p: argparse.ArgumentParser) -> None:
+    _add_run_data(p)
+    p.add_argument(
+        "--num-samples",
+        type=_positive_int,
+        default=5000,
+        help="importance samples K per datapoint (default 5000)",
+    )
+    p.add_argument(
+        "--estimator",
+        choices=["is", "ais"],
+        default="is",
+        help="is: importance sampling from the guide; ais: annealed importance sampling, "
+        "reported beside the IS estimate (default is)",
+    )
+    p.add_argument("--ais-chains", type=_positive_int, default=16, help="AIS chains (16)")
+    p.add_argument("--ais-steps", type=_positive_int, default=100, help="AIS steps T (100)")
+    p.add_argument("--batch-size", type=_positive_int, default=100, help="datapoints per pass")
+    p.add_argument("--seed", type=int, default=0, help="seed of the estimator (default 0)")
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    import math
+    import time
+    import warnings
+
+    import pyro
+
+    from pyrovae.ais import annealed_importance_sampling
+    from pyrovae.checkpoint import read_json, write_json
+    from pyrovae.marginal import log_marginal_likelihood
+
+    vae, config, data, x = _load_run(args)
+    pyro.set_rng_seed(args.seed)
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est = log_marginal_likelihood(
+            vae.model, vae.guide, x, num_samples=args.num_samples, batch_size=args.batch_size
+        )
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    seconds = time.perf_counter() - start
+    nats_per_bit = math.log(2) * x.shape[1]
+    source = f"{x.shape[0]} held-out datapoints of {args.dataset or config['data']['dataset']}"
+    metrics = {
+        "test_elbo": -float(est.elbo.mean()),
+        "test_elbo_stderr": float(est.elbo.double().std()) / math.sqrt(x.shape[0]),
+        "test_nll": -est.mean,
+        "test_nll_stderr": est.stderr,
+        "test_nll_bits_per_dim": -est.mean / nats_per_bit,
+        "num_samples": args.num_samples,
+        "estimator": "is",
+        "ess_median": float(est.ess.median()),
+        "dataset": args.dataset or config["data"]["dataset"],
+        "n_test": int(x.shape[0]),
+        "binarize": config["data"]["binarize"],
+        "seed": args.seed,
+        "seconds": seconds,
+        "units": "nats per datapoint; test_elbo and test_nll are -ELBO and -log p(x), positive",
+    }
+    print(f"{source}, binarisation {config['data']['binarize']}, seed {args.seed}")
+    print(f"held-out ELBO      {-metrics['test_elbo']:10.2f} nats")
+    print(
+        f"NLL (IS, K={args.num_samples})  {metrics['test_nll']:8.2f} +- "
+        f"{metrics['test_nll_stderr']:.2f} nats   ({metrics['test_nll_bits_per_dim']:.4f} "
+        f"bits/dim)   [{seconds:.1f} s]"
+    )
+    if args.estimator == "ais":
+        start = time.perf_counter()
+        ais = annealed_importance_sampling(
+            vae.model,
+            vae.guide,
+            x,
+            num_chains=args.ais_chains,
+            num_steps=args.ais_steps,
+            batch_size=args.batch_size,
+        )
+        diff = ais.per_datapoint - est.per_datapoint
+        diff_se = float(diff.double().std()) / math.sqrt(diff.numel())
+        metrics.update(
+            estimator="ais",
+            test_nll_is=metrics["test_nll"],
+            test_nll_is_stderr=metrics["test_nll_stderr"],
+            test_nll=-ais.mean,
+            test_nll_stderr=ais.stderr,
+            test_nll_bits_per_dim=-ais.mean / nats_per_bit,
+            ais_chains=args.ais_chains,
+            ais_steps=args.ais_steps,
+            ais_seconds=time.perf_counter() - start,
+        )
+        print(
+            f"NLL (AIS, {args.ais_chains} chains x {args.ais_steps} steps)  "
+            f"{metrics['test_nll']:8.2f} +- {metrics['test_nll_stderr']:.2f} nats   "
+            f"({metrics['test_nll_bits_per_dim']:.4f} bits/dim)"
+        )
+        if abs(float(diff.mean())) > 2 * diff_se:
+            print(
+                f"warning: the IS and AIS estimates differ by {float(diff.mean()):+.2f} +- "
+                f"{diff_se:.2f} nats, more than their errors: trust the higher one (a "
+                "stochastic lower bound) and treat the other as too low",
+                file=sys.stderr,
+            )
+    path = Path(args.run_dir) / "metrics.json"
+    old = read_json(path) if path.exists() else {}
+    write_json(path, {**old, **metrics})
+    print(f"wrote {path}")
+
+
 # ------------------------------------------------------------------------------ main
 AddArguments = Callable[[argparse.ArgumentParser], None]
 Command = tuple[str, AddArguments, Callable[[argparse.Namespace], None]]
 
 COMMANDS: dict[str, Command] = {
     "train": ("train a VAE and write a run folder", _add_train, _train),
+    "evaluate": (
+        "estimate the held-out ELBO and log p(x) of a run; writes RUN_DIR/metrics.json",
+        _add_evaluate,
+        _evaluate,
+    ),
 }
 
 

@@ -44,7 +44,9 @@ class DiagonalNormal(GuideFamily):
 
     def forward(self, params: torch.Tensor) -> dist.Distribution:
         loc, raw_scale = params.split(self.z_dim, dim=-1)
-        return dist.Normal(loc, F.softplus(raw_scale) + MIN_SCALE).to_event(1)
+        # The scale is positive by construction, so Pyro's argument checks are skipped.
+        scale = F.softplus(raw_scale) + MIN_SCALE
+        return dist.Normal(loc, scale, validate_args=False).to_event(1)
 
 
 GUIDES: dict[str, type[GuideFamily]] = {"diagonal": DiagonalNormal}

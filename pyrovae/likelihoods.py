@@ -8,7 +8,9 @@ the likelihood module and are trained with the rest of the VAE.
 
 Each likelihood states the data it accepts in ``check_support``, which is called once on
 the whole dataset before training, so that a mismatch is reported in one line instead of
-surfacing as a NaN many steps later.
+surfacing as a NaN many steps later. Having checked the data once, the distributions are
+built with ``validate_args=False``: Pyro's per-call argument checks would otherwise scan
+every decoder output on every step.
 
 ``LIKELIHOODS`` is the registry: a name maps to a class constructed as
 ``cls(x_dim, **kwargs)``.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import pyro.distributions as dist
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from pyrovae.errors import PyrovaeError
@@ -50,6 +53,30 @@ class Likelihood(nn.Module):
         """Raise :class:`~pyrovae.errors.PyrovaeError` if ``x`` lies outside the support."""
 
 
+class IndependentBernoulli(dist.Independent):
+    """Independent Bernoulli pixels given by logits l, with a faster ``log_prob``.
+
+    log p(x) = sum_d [x_d l_d - softplus(l_d)], summed as two reductions; this is the
+    same density as ``Bernoulli(logits=l).to_event(1)`` (the tests check it) at about
+    half the memory traffic of the elementwise binary cross-entropy, which dominates
+    the cost of importance sampling with many particles.
+    """
+
+    def __init__(self, logits: torch.Tensor, validate_args: bool | None = None) -> None:
+        base = dist.Bernoulli(logits=logits, validate_args=validate_args)
+        super().__init__(base, 1, validate_args=validate_args)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        if self._validate_args:
+            self.base_dist._validate_sample(value)
+        logits = self.base_dist.logits
+        return (logits * value).sum(-1) - F.softplus(logits).sum(-1)
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(IndependentBernoulli, _instance)
+        return super().expand(batch_shape, _instance=new)
+
+
 class Bernoulli(Likelihood):
     """Independent Bernoulli pixels with logits from the decoder, for binary data.
 
@@ -58,7 +85,7 @@ class Bernoulli(Likelihood):
     """
 
     def forward(self, params: torch.Tensor) -> dist.Distribution:
-        return dist.Bernoulli(logits=params).to_event(1)
+        return IndependentBernoulli(params, validate_args=False)
 
     def check_support(self, x: torch.Tensor) -> None:
         if not bool(((x == 0) | (x == 1)).all()):

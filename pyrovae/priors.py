@@ -37,7 +37,7 @@ class StandardNormal(Prior):
         self.register_buffer("scale", torch.ones(self.z_dim))
 
     def forward(self) -> dist.Distribution:
-        return dist.Normal(self.loc, self.scale).to_event(1)
+        return dist.Normal(self.loc, self.scale, validate_args=False).to_event(1)
 
 
 PRIORS: dict[str, type[Prior]] = {"standard": StandardNormal}

@@ -32,3 +32,27 @@ def tiny_npz(tmp_path, sample):
     images = (sample.train[:300] * 255).round().to(torch.uint8).reshape(-1, 28, 28).numpy()
     np.savez(path, x=images)
     return path
+
+
+@pytest.fixture
+def run_dir(tmp_path, tiny_npz):
+    """A run folder trained for one epoch on the tiny dataset."""
+    from pyrovae.cli import main
+
+    out = tmp_path / "run"
+    args = [
+        "train",
+        "--dataset",
+        str(tiny_npz),
+        "--epochs",
+        "1",
+        "--z-dim",
+        "4",
+        "--hidden",
+        "16",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    assert main(args) == 0
+    return out

@@ -6,32 +6,6 @@ import torch
 
 import pyrovae
 from pyrovae.checkpoint import atomic_write, load_checkpoint, save_checkpoint
-from pyrovae.cli import main
-
-
-@pytest.fixture
-def run_dir(tmp_path, tiny_npz):
-    out = tmp_path / "run"
-    assert (
-        main(
-            [
-                "train",
-                "--dataset",
-                str(tiny_npz),
-                "--epochs",
-                "1",
-                "--z-dim",
-                "4",
-                "--hidden",
-                "16",
-                "--out",
-                str(out),
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
-    return out
 
 
 def test_load_round_trips_the_trained_vae(run_dir, tiny_npz):

@@ -158,3 +158,53 @@ def test_an_existing_run_is_not_overwritten(tmp_path, tiny_npz, capsys):
     _one_line_error(capsys, code, 1, "--force")
     assert (out / "checkpoint.pt").read_text() == "precious"
     assert main(["train", "--dataset", str(tiny_npz), "--out", str(out), "--force", *TINY]) == 0
+
+
+def test_evaluate_writes_reproducible_metrics(run_dir, capsys):
+    args = ["evaluate", str(run_dir), "--num-samples", "20", "--device", "cpu"]
+    assert main(args) == 0
+    first = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("test_elbo", "test_nll", "test_nll_stderr", "num_samples"):
+        assert key in first
+    assert first["num_samples"] == 20 and first["n_test"] == 60
+    assert 0 < first["test_nll"] <= first["test_elbo"]  # positive nats, NLL <= -ELBO
+    assert first["test_nll_bits_per_dim"] == pytest.approx(first["test_nll"] / (784 * np.log(2)))
+    out = capsys.readouterr().out
+    assert "NLL (IS, K=20)" in out and "bits/dim" in out
+    assert main(args) == 0
+    again = json.loads((run_dir / "metrics.json").read_text())
+    assert again["test_nll"] == first["test_nll"]
+
+
+def test_evaluate_with_ais_reports_both(run_dir, capsys):
+    assert (
+        main(
+            [
+                "evaluate",
+                str(run_dir),
+                "--num-samples",
+                "10",
+                "--estimator",
+                "ais",
+                "--ais-chains",
+                "2",
+                "--ais-steps",
+                "3",
+            ]
+        )
+        == 0
+    )
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["estimator"] == "ais" and "test_nll_is" in metrics
+    assert "NLL (AIS, 2 chains x 3 steps)" in capsys.readouterr().out
+
+
+def test_evaluate_bad_input(tmp_path, run_dir, capsys):
+    code = main(["evaluate", str(tmp_path / "nothing")])
+    _one_line_error(capsys, code, 1, "does not exist")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", str(run_dir), "--num-samples", "0"])
+    _one_line_error(capsys, exit_info.value.code, 2, "expected a positive integer")
+    (run_dir / "checkpoint.pt").write_bytes(b"broken")
+    code = main(["evaluate", str(run_dir)])
+    _one_line_error(capsys, code, 1, "unreadable or corrupt")

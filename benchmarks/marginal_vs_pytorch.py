@@ -1,0 +1,177 @@
+"""pyrovae's log p(x) estimator against a hand-written vectorised PyTorch estimator.
+
+Both estimate log p(x) by importance sampling with the same trained weights (the plain
+VAE in ``plain_vae.py`` is loaded with the pyrovae VAE's parameters), the same K, the
+same datapoints per pass and the same particles per pass. Timings are interleaved
+(pyrovae, plain, pyrovae, plain, ...) and the median of the repeats is reported; peak
+memory is measured for each estimator in a fresh child process (peak RSS on the CPU,
+``torch.cuda.max_memory_allocated`` on a GPU).
+
+    python benchmarks/marginal_vs_pytorch.py                   # K=1000, 2,000 images
+    python benchmarks/marginal_vs_pytorch.py --device cuda     # unchanged code on a GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import resource
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from plain_vae import PlainVAE  # noqa: E402
+
+import pyrovae  # noqa: E402
+from pyrovae.datasets import get_binarization  # noqa: E402
+from pyrovae.marginal import default_chunk_size  # noqa: E402
+from pyrovae.training import resolve_device  # noqa: E402
+
+
+def build(args):
+    device = resolve_device(args.device)
+    data = pyrovae.load_dataset("sample")
+    x = get_binarization("dynamic").heldout(data.test, 0)[: args.limit].to(device)
+    if args.run:
+        vae = pyrovae.load(args.run, device=device)
+    else:  # a briefly trained VAE, so the weights are not those of a random network
+        vae = pyrovae.VAE(image_shape=data.image_shape)
+        pyrovae.fit(vae, data.train, epochs=args.epochs, progress=False, device=device)
+    vae.eval()
+    plain = PlainVAE(vae.x_dim, vae.z_dim, tuple(vae.config["hidden"])).to(device)
+    state = vae.state_dict()
+    plain.load_state_dict(
+        {
+            k.replace(".net", ""): v
+            for k, v in state.items()
+            if k.startswith(("encoder", "decoder"))
+        }
+    )
+    return device, vae, plain, x
+
+
+def run_pyrovae(vae, x, args) -> torch.Tensor:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = pyrovae.log_marginal_likelihood(
+            vae.model,
+            vae.guide,
+            x,
+            num_samples=args.num_samples,
+            batch_size=args.batch_size,
+            chunk_size=args.chunk_size,
+        )
+    return est.per_datapoint
+
+
+def run_plain(plain, x, args) -> torch.Tensor:
+    return torch.cat(
+        [
+            plain.log_marginal_likelihood(xb, args.num_samples, args.chunk_size)
+            for xb in x.split(args.batch_size)
+        ]
+    )
+
+
+def _timed(fn, device) -> tuple[float, torch.Tensor]:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    out = fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start, out
+
+
+def _peak_child(which: str, args, queue) -> None:
+    torch.manual_seed(0)
+    device, vae, plain, x = build(args)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.max_memory_allocated()
+    else:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    (run_pyrovae(vae, x, args) if which == "pyrovae" else run_plain(plain, x, args))
+    if device.type == "cuda":
+        queue.put((torch.cuda.max_memory_allocated(), before))
+    else:
+        queue.put((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, before))
+
+
+def peak_memory(which: str, args) -> tuple[float, float]:
+    """Peak memory of one estimator run in a fresh process, and the peak before it."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_peak_child, args=(which, args, queue))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--num-samples", type=int, default=1000, help="K (default 1000)")
+    p.add_argument("--limit", type=int, default=2000, help="held-out images (default 2000)")
+    p.add_argument("--batch-size", type=int, default=100, help="datapoints per pass")
+    p.add_argument("--chunk-size", type=int, default=None, help="particles per pass")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--run", help="a run folder to load (default: train 5 epochs here)")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
+    args = p.parse_args()
+
+    torch.manual_seed(0)
+    device, vae, plain, x = build(args)
+    args.chunk_size = args.chunk_size or default_chunk_size(x, args.batch_size)
+    times: dict[str, list[float]] = {"pyrovae": [], "plain PyTorch": []}
+    results = {}
+    run_pyrovae(vae, x[:100], args)  # warm-up
+    run_plain(plain, x[:100], args)
+    for _ in range(args.repeats):
+        for name, fn in (
+            ("pyrovae", lambda: run_pyrovae(vae, x, args)),
+            ("plain PyTorch", lambda: run_plain(plain, x, args)),
+        ):
+            seconds, out = _timed(fn, device)
+            times[name].append(seconds)
+            results[name] = out
+    memory = {}
+    if not args.no_memory:
+        memory = {
+            "pyrovae": peak_memory("pyrovae", args),
+            "plain PyTorch": peak_memory("plain PyTorch", args),
+        }
+
+    print(f"device: {device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(
+        f"log p(x) by importance sampling: K={args.num_samples}, {len(x)} held-out images, "
+        f"{args.batch_size} images x {args.chunk_size} particles per pass, "
+        f"median of {args.repeats} interleaved runs; peak memory of the process, and what "
+        "the estimator added to it"
+    )
+    print(f"{'':15}{'seconds':>9}{'runs':>24}{'peak MiB':>10}{'(+ est.)':>10}{'log p(x)':>10}")
+    for name, ts in times.items():
+        peak = (
+            f"{memory[name][0] / 2**20:10.0f}{(memory[name][0] - memory[name][1]) / 2**20:10.0f}"
+            if memory
+            else f"{'-':>10}{'-':>10}"
+        )
+        runs = ", ".join(f"{t:.2f}" for t in ts)
+        print(
+            f"{name:15}{statistics.median(ts):9.2f}{runs:>24}{peak}"
+            f"{float(results[name].mean()):10.2f}"
+        )
+    ratio = statistics.median(times["pyrovae"]) / statistics.median(times["plain PyTorch"])
+    print(f"time ratio pyrovae / plain PyTorch: {ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()

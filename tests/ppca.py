@@ -1,0 +1,98 @@
+"""Models with exact log p(x), written in raw Pyro, shared by the estimator tests."""
+
+from __future__ import annotations
+
+import math
+
+import pyro
+import pyro.distributions as dist
+import torch
+
+D, Q = 5, 2
+
+
+class PPCA:
+    """Probabilistic PCA: z ~ N(0, I_Q), x | z ~ N(W z + mu, sigma^2 I_D).
+
+    log p(x) = log N(x; mu, W W^T + sigma^2 I) exactly, and the posterior is Gaussian:
+    q*(z | x) = N(M^-1 W^T (x - mu), sigma^2 M^-1) with M = W^T W + sigma^2 I.
+    ``shift`` and ``inflate`` spoil the guide: its mean moves, its covariance grows.
+    """
+
+    def __init__(self, seed: int = 0, shift: float = 0.0, inflate: float = 1.0, sigma=0.5):
+        g = torch.Generator().manual_seed(seed)
+        self.W = torch.randn(D, Q, generator=g, dtype=torch.float64)
+        self.mu = torch.randn(D, generator=g, dtype=torch.float64)
+        self.sigma = sigma
+        M = self.W.T @ self.W + sigma**2 * torch.eye(Q, dtype=torch.float64)
+        self.Minv = torch.linalg.inv(M)
+        self.shift, self.inflate = shift, inflate
+
+    def sample(self, n: int, seed: int = 1) -> torch.Tensor:
+        g = torch.Generator().manual_seed(seed)
+        z = torch.randn(n, Q, generator=g, dtype=torch.float64)
+        return (
+            z @ self.W.T
+            + self.mu
+            + self.sigma * torch.randn(n, D, generator=g, dtype=torch.float64)
+        )
+
+    def exact_log_px(self, x: torch.Tensor) -> torch.Tensor:
+        cov = self.W @ self.W.T + self.sigma**2 * torch.eye(D, dtype=torch.float64)
+        return dist.MultivariateNormal(self.mu, cov).log_prob(x)
+
+    def model(self, x: torch.Tensor) -> None:
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(x.new_zeros(Q), 1.0).to_event(1))
+            pyro.sample("x", dist.Normal(z @ self.W.T + self.mu, self.sigma).to_event(1), obs=x)
+
+    def guide(self, x: torch.Tensor) -> None:
+        with pyro.plate("data", x.shape[0]):
+            loc = (x - self.mu) @ self.W @ self.Minv.T + self.shift
+            cov = self.sigma**2 * self.Minv * self.inflate
+            pyro.sample("z", dist.MultivariateNormal(loc, cov))
+
+
+class Mixture:
+    """A 1-D Gaussian mixture with a discrete latent c and a continuous offset u.
+
+    c ~ Categorical(pi), u ~ N(0, 1), x | c, u ~ N(m_c + a u, s^2): marginally
+    x ~ sum_c pi_c N(m_c, a^2 + s^2), so log p(x) is a finite sum. Two latent sites,
+    one discrete: the guide draws c from ``guide_probs`` and u from its exact
+    conditional posterior given c.
+    """
+
+    pi = torch.tensor([0.2, 0.5, 0.3], dtype=torch.float64)
+    m = torch.tensor([-3.0, 0.0, 4.0], dtype=torch.float64)
+    a, s = 1.0, 0.7
+
+    def __init__(self, exact: bool = True) -> None:
+        self.exact = exact
+
+    def sample(self, n: int, seed: int = 2) -> torch.Tensor:
+        g = torch.Generator().manual_seed(seed)
+        c = torch.multinomial(self.pi, n, replacement=True, generator=g)
+        var = self.a**2 + self.s**2
+        return self.m[c] + math.sqrt(var) * torch.randn(n, generator=g, dtype=torch.float64)
+
+    def exact_log_px(self, x: torch.Tensor) -> torch.Tensor:
+        comp = dist.Normal(self.m, math.sqrt(self.a**2 + self.s**2)).log_prob(x[:, None])
+        return (comp + self.pi.log()).logsumexp(-1)
+
+    def model(self, x: torch.Tensor) -> None:
+        with pyro.plate("data", x.shape[0]):
+            c = pyro.sample("c", dist.Categorical(self.pi))
+            u = pyro.sample("u", dist.Normal(x.new_zeros(()), 1.0))
+            pyro.sample("x", dist.Normal(self.m[c] + self.a * u, self.s), obs=x)
+
+    def guide(self, x: torch.Tensor) -> None:
+        var = self.a**2 + self.s**2
+        with pyro.plate("data", x.shape[0]):
+            if self.exact:
+                logits = dist.Normal(self.m, math.sqrt(var)).log_prob(x[:, None]) + self.pi.log()
+            else:
+                logits = torch.zeros(x.shape[0], 3, dtype=x.dtype)
+            c = pyro.sample("c", dist.Categorical(logits=logits))
+            post_var = self.s**2 / var
+            loc = self.a * (x - self.m[c]) / var
+            pyro.sample("u", dist.Normal(loc, math.sqrt(post_var)))

@@ -1,0 +1,105 @@
+import math
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from ppca import PPCA
+from pyro.infer import SVI, RenyiELBO
+
+import pyrovae
+from pyrovae import PyrovaeError
+from pyrovae.marginal import iwae_bound, trace_log_weights
+from pyrovae.objectives import IWAE_ELBO, LOSSES, get_loss
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_every_loss_trains_a_vae_one_step(name):
+    vae = pyrovae.VAE(z_dim=3, hidden=(8,))
+    x = torch.bernoulli(torch.full((16, 784), 0.3))
+    svi = SVI(vae.model, vae.guide, pyro.optim.Adam({"lr": 1e-3}), get_loss(name, 3))
+    before = [p.detach().clone() for p in vae.parameters()]
+    loss = svi.step(x)
+    assert math.isfinite(loss) and loss > 0
+    assert all(not torch.equal(b, p) for b, p in zip(before, vae.parameters(), strict=True))
+
+
+def test_iwae_training_loss_equals_the_bound_from_the_estimator():
+    bad = PPCA(shift=0.5, inflate=2.0)
+    x = PPCA().sample(30)
+    pyro.set_rng_seed(5)
+    loss = IWAE_ELBO(num_particles=8).loss(bad.model, bad.guide, x)
+    pyro.set_rng_seed(5)
+    bound = iwae_bound(bad.model, bad.guide, x, num_particles=8, num_estimates=1)
+    assert loss == pytest.approx(-float(bound.per_datapoint.sum()), rel=1e-9)
+
+
+def _renyi_and_ours(model, guide, x, k):
+    pyro.set_rng_seed(11)
+    renyi = RenyiELBO(alpha=0, num_particles=k, vectorize_particles=True, max_plate_nesting=1)
+    theirs = renyi.loss(model, guide, x)
+    pyro.set_rng_seed(11)
+    lw = trace_log_weights(model, guide, x, num_particles=k, plate_nesting=1)
+    return theirs, lw
+
+
+def test_renyi_alpha0_equals_the_iwae_bound_for_local_latents():
+    bad = PPCA(shift=0.5, inflate=2.0)
+    x = PPCA().sample(30)
+    theirs, lw = _renyi_and_ours(bad.model, bad.guide, x, 8)
+    per_datapoint = lw.log_weight.logsumexp(0) - math.log(8)
+    assert theirs == pytest.approx(-float(per_datapoint.sum()), rel=1e-9)
+
+
+def test_under_a_subsampled_plate_only_iwae_elbo_is_the_bound():
+    """Pyro issue 3104: RenyiELBO takes the logsumexp of weights already scaled by N/B."""
+    bad = PPCA(shift=0.5, inflate=2.0)
+    full = PPCA().sample(120)
+    idx = torch.arange(30)
+
+    def model(x):
+        with pyro.plate("data", 120, subsample=idx):
+            z = pyro.sample("z", dist.Normal(x.new_zeros(2), 1.0).to_event(1))
+            pyro.sample("x", dist.Normal(z @ bad.W.T + bad.mu, bad.sigma).to_event(1), obs=x)
+
+    def guide(x):
+        with pyro.plate("data", 120, subsample=idx):
+            loc = (x - bad.mu) @ bad.W @ bad.Minv.T + bad.shift
+            pyro.sample("z", dist.MultivariateNormal(loc, bad.sigma**2 * bad.Minv * bad.inflate))
+
+    x = full[:30]
+    theirs, lw = _renyi_and_ours(model, guide, x, 8)
+    bound = 4.0 * float((lw.log_weight.logsumexp(0) - math.log(8)).sum())
+    pyro.set_rng_seed(11)
+    ours = IWAE_ELBO(num_particles=8, max_plate_nesting=1).loss(model, guide, x)
+    assert ours == pytest.approx(-bound, rel=1e-9)
+    assert abs(theirs - ours) > 1.0
+
+
+def test_iwae_refuses_discrete_guides():
+    def model(x):
+        with pyro.plate("data", x.shape[0]):
+            c = pyro.sample("c", dist.Bernoulli(0.5))
+            pyro.sample("x", dist.Normal(c, 1.0), obs=x)
+
+    def guide(x):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("c", dist.Bernoulli(0.5))
+
+    with pytest.raises(PyrovaeError, match="reparameterisable"):
+        IWAE_ELBO(num_particles=2).loss(model, guide, torch.zeros(3))
+
+
+def test_iwae_training_improves_the_bound(sample):
+    vae = pyrovae.VAE(z_dim=8, hidden=(64,))
+    history = pyrovae.fit(
+        vae, sample.train[:1000], epochs=3, batch_size=100, lr=3e-3, loss="iwae", progress=False
+    )
+    assert history["train_elbo"][-1] > history["train_elbo"][0] + 10
+
+
+def test_unknown_loss_and_bad_particle_count():
+    with pytest.raises(PyrovaeError, match="choose one of: iwae, meanfield, trace"):
+        get_loss("vimco")
+    with pytest.raises(PyrovaeError, match="at least 1"):
+        get_loss("iwae", 0)
