@@ -35,15 +35,17 @@ from pyrovae.errors import PyrovaeError
 from pyrovae.marginal import (
     PARTICLE_PLATE,
     MarginalLikelihood,
-    _chunks,
-    _data_frame,
-    _plate_dim,
+    check_counts,
+    chunks,
+    data_frame,
     log_weights_of,
     max_plate_nesting,
+    plate_dim,
     reduce_to_chains,
     traces,
     vectorize,
 )
+from pyrovae.registry import lookup
 
 
 def sigmoid_schedule(num_steps: int, sharpness: float = 4.0) -> torch.Tensor:
@@ -82,7 +84,7 @@ class _Latent:
         self.shape = value.shape
         self.u0 = self.transform.inv(value)
         # Diagonal mass matrix: the spread of the initial draws over chains.
-        pdim = _plate_dim(site, PARTICLE_PLATE)
+        pdim = plate_dim(site, PARTICLE_PLATE)
         bdim = value.dim() - self.event_dim
         if pdim is not None and num_chains > 1:
             spread = self.u0.std(dim=bdim + pdim, keepdim=True)
@@ -92,7 +94,7 @@ class _Latent:
         self._view = [1] * value.dim()
         if pdim is not None:
             self._view[bdim + pdim] = num_chains
-        self._view[bdim + _data_frame(site).dim] = batch
+        self._view[bdim + data_frame(site).dim] = batch
 
     def per_chain(self, t: torch.Tensor) -> torch.Tensor:
         """Sum an elementwise tensor of this site's shape to ``(K, B)``."""
@@ -247,22 +249,17 @@ def annealed_importance_sampling(
     MarginalLikelihood
         With ``estimator="ais"``; ``ess`` is that of the K AIS weights.
     """
-    for name, value in (
-        ("num_chains", num_chains),
-        ("num_steps", num_steps),
-        ("leapfrog_steps", leapfrog_steps),
-        ("batch_size", batch_size),
-    ):
-        if not isinstance(value, int) or value < 1:
-            raise PyrovaeError(f"{name} must be a positive integer, got {value}")
-    if data.shape[0] == 0:
-        raise PyrovaeError("cannot estimate log p(x) of an empty dataset")
-    if schedule not in SCHEDULES:
-        raise PyrovaeError(f"unknown schedule {schedule!r}; choose one of: sigmoid, linear")
-    betas = SCHEDULES[schedule](num_steps)
+    check_counts(
+        data,
+        num_chains=num_chains,
+        num_steps=num_steps,
+        leapfrog_steps=leapfrog_steps,
+        batch_size=batch_size,
+    )
+    betas = lookup(SCHEDULES, schedule, "schedule")(num_steps)
     nesting = max_plate_nesting(model, guide, data[:1], *args, **kwargs)
     per, ess = [], []
-    for sl in _chunks(data.shape[0], batch_size):
+    for sl in chunks(data.shape[0], batch_size):
         log_w, _ = _ais_batch(
             model,
             guide,

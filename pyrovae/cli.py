@@ -28,34 +28,25 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def _number(convert: Callable[[str], Any], low: float, strict: bool, what: str):
+    """An argparse type: ``convert(text)``, which must be > low (strict) or >= low."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not (value > low if strict else value >= low):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
+        return value
+
+    return parse
 
 
-def _nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
+_positive_int = _number(int, 0, True, "a positive integer")
+_nonnegative_int = _number(int, 0, False, "an integer >= 0")
+_positive_float = _number(float, 0, True, "a positive number")
+_nonnegative_float = _number(float, 0, False, "a number >= 0")
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -68,6 +59,30 @@ def _sizes(text: str) -> tuple[int, ...]:
     if not sizes or min(sizes) < 1:
         raise argparse.ArgumentTypeError(f"layer sizes must be positive integers, got {text!r}")
     return sizes
+
+
+def _key_value(text: str) -> tuple[str, Any]:
+    """KEY=VALUE with VALUE read as an int, a float, true/false, or else a string."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    value: Any = raw
+    for convert in (int, float):
+        try:
+            value = convert(raw)
+            break
+        except ValueError:
+            continue
+    if raw.lower() in ("true", "false"):
+        value = raw.lower() == "true"
+    return key, value
+
+
+_EXAMPLE_ARGS = {
+    "prior": "num_components=20",
+    "likelihood": "scale=decoder",
+    "guide": "rank=10",
+}
 
 
 def _choice(registry: dict) -> dict[str, Any]:
@@ -94,10 +109,12 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     data.add_argument("--data-dir", help="folder with the torchvision files (no download)")
     data.add_argument(
         "--binarize",
-        default="dynamic",
-        **_choice(BINARIZATIONS),
+        default="auto",
+        choices=["auto", *sorted(BINARIZATIONS)],
+        metavar="{auto," + ",".join(sorted(BINARIZATIONS)) + "}",
         help="dynamic: fresh Bernoulli draw per minibatch; static: one seeded draw; "
-        "none: values as they are (default: dynamic)",
+        "none: values as they are; auto (default): what the likelihood models "
+        "(dynamic for bernoulli, poisson, negative-binomial; none for the others)",
     )
     model = p.add_argument_group("model")
     model.add_argument("--z-dim", type=_positive_int, default=50, help="latent size (default 50)")
@@ -110,13 +127,43 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     )
     model.add_argument("--guide", default="diagonal", **_choice(GUIDES), help="family of q(z|x)")
     model.add_argument("--net", default="mlp", **_choice(NETS), help="encoder/decoder networks")
+    for part in ("prior", "likelihood", "guide"):
+        model.add_argument(
+            f"--{part}-arg",
+            type=_key_value,
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help=f"extra argument for the {part}, repeatable "
+            f"(e.g. --{part}-arg {_EXAMPLE_ARGS[part]})",
+        )
     model.add_argument("--activation", default="relu", **_choice(ACTIVATIONS))
     train = p.add_argument_group("training")
     train.add_argument(
         "--loss", default="trace", **_choice(LOSSES), help="objective (default trace)"
     )
     train.add_argument(
-        "--num-particles", type=_positive_int, default=1, help="samples per datapoint in the loss"
+        "--num-particles",
+        type=_positive_int,
+        default=None,
+        help="samples per datapoint in the loss (default: 1, or 5 for iwae)",
+    )
+    train.add_argument(
+        "--beta", type=_nonnegative_float, default=1.0, help="weight of the KL term (default 1)"
+    )
+    train.add_argument(
+        "--kl-warmup",
+        type=_nonnegative_float,
+        default=0.0,
+        metavar="EPOCHS",
+        help="raise the KL weight linearly from 0 to --beta over this many epochs",
+    )
+    train.add_argument(
+        "--free-bits",
+        type=_nonnegative_float,
+        default=0.0,
+        metavar="NATS",
+        help="free bits per latent site (trace and meanfield losses)",
     )
     train.add_argument("--epochs", type=_nonnegative_int, default=20, help="default 20")
     train.add_argument("--batch-size", type=_positive_int, default=128, help="default 128")
@@ -150,18 +197,26 @@ def _train(args: argparse.Namespace) -> None:
     _check_out(out, args.force)
     resolve_device(args.device)
     data = load_dataset(args.dataset, args.data_dir)
-    vae = VAE(
-        x_dim=data.x_dim,
-        z_dim=args.z_dim,
-        hidden=args.hidden,
-        prior=args.prior,
-        likelihood=args.likelihood,
-        guide=args.guide,
-        net=args.net,
-        activation=args.activation,
-        image_shape=data.image_shape,
-    )
-    loss = get_loss(args.loss, args.num_particles)
+    try:
+        vae = VAE(
+            x_dim=data.x_dim,
+            z_dim=args.z_dim,
+            hidden=args.hidden,
+            prior=args.prior,
+            likelihood=args.likelihood,
+            guide=args.guide,
+            net=args.net,
+            activation=args.activation,
+            image_shape=data.image_shape,
+            prior_kwargs=dict(args.prior_arg),
+            likelihood_kwargs=dict(args.likelihood_arg),
+            guide_kwargs=dict(args.guide_arg),
+        )
+    except TypeError as err:  # an argument the part does not take
+        raise PyrovaeError(f"bad --prior-arg/--likelihood-arg/--guide-arg: {err}") from None
+    loss = get_loss(args.loss, args.num_particles, args.free_bits)
+    if args.binarize == "auto":
+        args.binarize = vae.likelihood.default_binarize
     binarization = get_binarization(args.binarize)
     for x in (data.train, data.test):  # fail before anything is written
         binarization.check(x)
@@ -182,7 +237,10 @@ def _train(args: argparse.Namespace) -> None:
             "batch_size": args.batch_size,
             "lr": args.lr,
             "loss": args.loss,
-            "num_particles": args.num_particles,
+            "num_particles": loss.num_particles,
+            "beta": args.beta,
+            "kl_warmup": args.kl_warmup,
+            "free_bits": args.free_bits,
             "seed": args.seed,
             "device": args.device,
         },
@@ -210,6 +268,8 @@ def _train(args: argparse.Namespace) -> None:
         progress=not args.no_progress,
         validation=data.test,
         callback=save,
+        beta=args.beta,
+        kl_warmup=args.kl_warmup,
     )
     if not history["epoch"]:
         save(-1, history, None)

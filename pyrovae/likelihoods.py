@@ -12,18 +12,41 @@ surfacing as a NaN many steps later. Having checked the data once, the distribut
 built with ``validate_args=False``: Pyro's per-call argument checks would otherwise scan
 every decoder output on every step.
 
+How data are read (pyrovae's loaders give float32, 8-bit images divided by 255):
+
+==========================  ==========================================================
+``bernoulli``               binary pixels {0, 1}; grey levels must be binarised
+``continuous-bernoulli``    grey levels in [0, 1], with the normalised density
+``gaussian``, ``laplace``   any real values (grey levels in [0, 1] here); a density,
+                            so its log-likelihood is not comparable with discrete ones
+``discretized-logistic``    8-bit levels k/255, k = 0..255: a mixture of logistics
+                            discretised to 256 bins, so NLL is in bits per dimension
+``categorical``             8-bit levels k/255, one 256-way softmax per pixel
+``poisson``,                non-negative integer counts (binarised images are counts
+``negative-binomial``       of 0 and 1)
+==========================  ==========================================================
+
+``default_binarize`` tells the command line which binarisation suits the data a
+likelihood models.
+
 ``LIKELIHOODS`` is the registry: a name maps to a class constructed as
 ``cls(x_dim, **kwargs)``.
 """
 
 from __future__ import annotations
 
+import math
+
 import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
+from pyro.distributions import constraints
 from torch import nn
 
 from pyrovae.errors import PyrovaeError
+
+#: Number of 8-bit grey levels.
+LEVELS = 256
 
 
 class Likelihood(nn.Module):
@@ -33,9 +56,12 @@ class Likelihood(nn.Module):
     ----------
     channels
         Decoder outputs per observed dimension.
+    default_binarize
+        The binarisation that matches the data this likelihood models.
     """
 
     channels: int = 1
+    default_binarize: str = "none"
 
     def __init__(self, x_dim: int) -> None:
         super().__init__()
@@ -46,13 +72,63 @@ class Likelihood(nn.Module):
         """How many numbers per latent sample the decoder must produce."""
         return self.channels * self.x_dim
 
+    def split(self, params: torch.Tensor) -> list[torch.Tensor]:
+        """The decoder output as ``channels`` tensors of shape ``(..., x_dim)``."""
+        return list(params.split(self.x_dim, dim=-1))
+
     def forward(self, params: torch.Tensor) -> dist.Distribution:  # pragma: no cover
         raise NotImplementedError
 
     def check_support(self, x: torch.Tensor) -> None:
         """Raise :class:`~pyrovae.errors.PyrovaeError` if ``x`` lies outside the support."""
+        if not bool(torch.isfinite(x.detach()).all()):
+            raise PyrovaeError("the data contain NaN or infinite values")
 
 
+def _name(likelihood: Likelihood) -> str:
+    for key, cls in LIKELIHOODS.items():
+        if type(likelihood) is cls:
+            return key
+    return type(likelihood).__name__
+
+
+def _range(x: torch.Tensor) -> str:
+    return f"[{float(x.min()):g}, {float(x.max()):g}]"
+
+
+def _check_unit_interval(likelihood: Likelihood, x: torch.Tensor) -> None:
+    x = x.detach()
+    Likelihood.check_support(likelihood, x)
+    if float(x.min()) < 0 or float(x.max()) > 1:
+        raise PyrovaeError(
+            f"the {_name(likelihood)} likelihood needs values in [0, 1] but the data range "
+            f"over {_range(x)}; rescale them (8-bit images: divide by 255)"
+        )
+
+
+def _check_levels(likelihood: Likelihood, x: torch.Tensor) -> None:
+    x = x.detach()
+    _check_unit_interval(likelihood, x)
+    scaled = x * (LEVELS - 1)
+    if bool(((scaled - scaled.round()).abs() > 1e-3).any()):
+        raise PyrovaeError(
+            f"the {_name(likelihood)} likelihood needs 8-bit levels k/255 but the data hold "
+            "other values (binarised? use --binarize none with 8-bit grey images)"
+        )
+
+
+def _check_counts(likelihood: Likelihood, x: torch.Tensor) -> None:
+    x = x.detach()
+    Likelihood.check_support(likelihood, x)
+    if float(x.min()) < 0 or bool((x != x.round()).any()):
+        raise PyrovaeError(
+            f"the {_name(likelihood)} likelihood needs non-negative integer counts but the "
+            f"data range over {_range(x)} with fractions; binarise grey levels "
+            "(--binarize dynamic) or pass integer counts"
+        )
+
+
+# ----------------------------------------------------------------------- distributions
 class IndependentBernoulli(dist.Independent):
     """Independent Bernoulli pixels given by logits l, with a faster ``log_prob``.
 
@@ -77,6 +153,109 @@ class IndependentBernoulli(dist.Independent):
         return super().expand(batch_shape, _instance=new)
 
 
+class _PixelDistribution(dist.TorchDistribution):
+    """Base for distributions over images of 8-bit levels k/255, one event of x_dim."""
+
+    arg_constraints: dict = {}
+    support = constraints.unit_interval
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(type(self), _instance)
+        batch_shape = torch.Size(batch_shape)
+        for name in self._params:
+            value = getattr(self, name)
+            extra = value.dim() - len(self.batch_shape)
+            setattr(new, name, value.expand(batch_shape + value.shape[len(value.shape) - extra :]))
+        dist.TorchDistribution.__init__(new, batch_shape, self.event_shape, validate_args=False)
+        return new
+
+
+class DiscretizedLogisticMixtureDist(_PixelDistribution):
+    """A mixture of M logistics per pixel, discretised to the 256 levels k/255.
+
+    As in PixelCNN++ (Salimans et al., 2017): the data are mapped to [-1, 1], each level
+    gets the logistic mass of its bin of width 2/255, and the two end levels get the
+    tails. ``logits``, ``locs`` and ``log_scales`` have shape ``batch + (M, D)``.
+    """
+
+    _params = ("logits", "locs", "log_scales")
+
+    def __init__(self, logits: torch.Tensor, locs: torch.Tensor, log_scales: torch.Tensor):
+        self.logits, self.locs, self.log_scales = logits, locs, log_scales
+        super().__init__(logits.shape[:-2], logits.shape[-1:], validate_args=False)
+
+    def _bin_log_probs(self, x: torch.Tensor) -> torch.Tensor:
+        """log P(level of x) under each component, shape ``batch + (M, D)``."""
+        x = (2 * x - 1).unsqueeze(-2)
+        half = 1.0 / (LEVELS - 1)
+        inv_s = torch.exp(-self.log_scales)
+        centered = x - self.locs
+        plus = inv_s * (centered + half)
+        minus = inv_s * (centered - half)
+        log_cdf_plus = plus - F.softplus(plus)  # log sigmoid(plus), for level 0
+        log_sf_minus = -F.softplus(minus)  # log(1 - sigmoid(minus)), for level 255
+        delta = torch.sigmoid(plus) - torch.sigmoid(minus)
+        mid = inv_s * centered
+        log_pdf_mid = mid - self.log_scales - 2 * F.softplus(mid) + math.log(2 * half)
+        log_delta = torch.where(delta > 1e-5, delta.clamp(min=1e-12).log(), log_pdf_mid)
+        return torch.where(
+            x < -0.999, log_cdf_plus, torch.where(x > 0.999, log_sf_minus, log_delta)
+        )
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        log_w = self.logits.log_softmax(-2)
+        return (log_w + self._bin_log_probs(value)).logsumexp(-2).sum(-1)
+
+    @torch.no_grad()
+    def sample(self, sample_shape: tuple[int, ...] = ()) -> torch.Tensor:
+        sample_shape = torch.Size(sample_shape)
+        shape = self._extended_shape(sample_shape)
+        m = dist.Categorical(logits=self.logits.movedim(-2, -1)).sample(sample_shape)
+        loc = self.locs.expand(*sample_shape, *self.locs.shape).gather(-2, m.unsqueeze(-2))
+        log_s = self.log_scales.expand(*sample_shape, *self.log_scales.shape)
+        log_s = log_s.gather(-2, m.unsqueeze(-2))
+        u = torch.rand(shape, device=loc.device).clamp(1e-5, 1 - 1e-5)
+        y = (loc.squeeze(-2) + log_s.squeeze(-2).exp() * (u.log() - (-u).log1p())).clamp(-1, 1)
+        return torch.round((y + 1) / 2 * (LEVELS - 1)) / (LEVELS - 1)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        levels = torch.arange(LEVELS, device=self.locs.device, dtype=self.locs.dtype)
+        grid = (levels / (LEVELS - 1)).reshape(LEVELS, *([1] * (self.locs.dim() - 1)))
+        grid = grid.expand(LEVELS, *self.batch_shape, self.event_shape[0])
+        log_w = self.logits.log_softmax(-2)
+        probs = (log_w + self._bin_log_probs(grid)).logsumexp(-2).exp()
+        return (probs * grid).sum(0)
+
+
+class QuantizedCategoricalDist(_PixelDistribution):
+    """One 256-way categorical per pixel over the levels k/255; ``logits``: batch + (D, 256)."""
+
+    _params = ("logits",)
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        self.logits = logits
+        super().__init__(logits.shape[:-2], logits.shape[-2:-1], validate_args=False)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        level = (value * (LEVELS - 1)).round().long().unsqueeze(-1)
+        log_p = self.logits.log_softmax(-1)
+        level = level.expand(*log_p.shape[:-1], 1)
+        return log_p.gather(-1, level).squeeze(-1).sum(-1)
+
+    @torch.no_grad()
+    def sample(self, sample_shape: tuple[int, ...] = ()) -> torch.Tensor:
+        sample_shape = torch.Size(sample_shape)
+        level = dist.Categorical(logits=self.logits).sample(sample_shape)
+        return level.to(self.logits.dtype) / (LEVELS - 1)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        levels = torch.arange(LEVELS, device=self.logits.device, dtype=self.logits.dtype)
+        return (self.logits.softmax(-1) * levels).sum(-1) / (LEVELS - 1)
+
+
+# ------------------------------------------------------------------------- likelihoods
 class Bernoulli(Likelihood):
     """Independent Bernoulli pixels with logits from the decoder, for binary data.
 
@@ -84,17 +263,183 @@ class Bernoulli(Likelihood):
     not normalised): binarise them first (``binarize="dynamic"`` or ``"static"``).
     """
 
+    default_binarize = "dynamic"
+
     def forward(self, params: torch.Tensor) -> dist.Distribution:
         return IndependentBernoulli(params, validate_args=False)
 
     def check_support(self, x: torch.Tensor) -> None:
+        x = x.detach()
         if not bool(((x == 0) | (x == 1)).all()):
-            lo, hi = float(x.min()), float(x.max())
             raise PyrovaeError(
                 f"the bernoulli likelihood needs binary data (0 or 1) but the values range "
-                f"over [{lo:g}, {hi:g}]; binarise grey levels in [0, 1] with "
-                "binarize='dynamic' or 'static' (--binarize)"
+                f"over {_range(x)}; binarise grey levels in [0, 1] with "
+                "binarize='dynamic' or 'static' (--binarize), or use a likelihood for grey "
+                "levels such as continuous-bernoulli"
             )
 
 
-LIKELIHOODS: dict[str, type[Likelihood]] = {"bernoulli": Bernoulli}
+class ContinuousBernoulli(Likelihood):
+    """The continuous Bernoulli (Loaiza-Ganem & Cunningham, 2019) on grey levels in [0, 1].
+
+    Unlike a Bernoulli evaluated at grey levels, its density is normalised on [0, 1].
+    """
+
+    def forward(self, params: torch.Tensor) -> dist.Distribution:
+        return dist.ContinuousBernoulli(logits=params, validate_args=False).to_event(1)
+
+    def check_support(self, x: torch.Tensor) -> None:
+        _check_unit_interval(self, x)
+
+
+class _LocationScale(Likelihood):
+    """Shared by the Gaussian and Laplace likelihoods: a mean from the decoder, and a scale.
+
+    Parameters
+    ----------
+    x_dim
+        Observation size.
+    scale
+        ``"learned"`` (one global scale, trained with the VAE), ``"decoder"`` (a scale
+        per pixel, output by the decoder), or a number (fixed).
+    init_scale
+        Starting value of a learned scale (default 0.1, for data in [0, 1]).
+    """
+
+    family: type[dist.Distribution] = dist.Normal
+
+    def __init__(self, x_dim: int, scale: float | str = "learned", init_scale: float = 0.1):
+        super().__init__(x_dim)
+        self.scale_mode = scale
+        if scale == "decoder":
+            self.channels = 2
+        elif scale == "learned":
+            self.raw_scale = nn.Parameter(torch.tensor(math.log(math.expm1(init_scale))))
+        else:
+            try:
+                fixed = float(scale)
+            except (TypeError, ValueError):
+                fixed = -1.0
+            if not fixed > 0:
+                raise PyrovaeError(
+                    f"scale must be 'learned', 'decoder' or a positive number, got {scale!r}"
+                )
+            self.register_buffer("fixed_scale", torch.tensor(fixed))
+
+    def _scale(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        if self.scale_mode == "decoder":
+            return F.softplus(parts[1]) + 1e-3
+        if self.scale_mode == "learned":
+            return F.softplus(self.raw_scale) + 1e-3
+        return self.fixed_scale
+
+    def forward(self, params: torch.Tensor) -> dist.Distribution:
+        parts = self.split(params)
+        loc = parts[0]
+        scale = self._scale(parts).expand_as(loc)
+        return self.family(loc, scale, validate_args=False).to_event(1)
+
+
+class Gaussian(_LocationScale):
+    """Independent Gaussian pixels N(mean from the decoder, scale^2).
+
+    ``scale`` is ``"learned"`` (default), ``"decoder"`` or a fixed number; see
+    :class:`_LocationScale`.
+    """
+
+    family = dist.Normal
+
+
+class Laplace(_LocationScale):
+    """Independent Laplace pixels with location from the decoder.
+
+    ``scale`` is ``"learned"`` (default), ``"decoder"`` or a fixed number; see
+    :class:`_LocationScale`.
+    """
+
+    family = dist.Laplace
+
+
+class DiscretizedLogistic(Likelihood):
+    """A mixture of discretised logistics per pixel, for 8-bit data (PixelCNN++ style).
+
+    The NLL is that of the 256-level data, so it converts to bits per dimension and is
+    comparable with other models of 8-bit images.
+
+    Parameters
+    ----------
+    x_dim
+        Observation size.
+    num_components
+        Logistic components per pixel (default 5).
+    """
+
+    def __init__(self, x_dim: int, num_components: int = 5) -> None:
+        super().__init__(x_dim)
+        if num_components < 1:
+            raise PyrovaeError(f"num_components must be positive, got {num_components}")
+        self.num_components = int(num_components)
+        self.channels = 3 * self.num_components
+
+    def forward(self, params: torch.Tensor) -> dist.Distribution:
+        m = self.num_components
+        p = params.reshape(*params.shape[:-1], 3, m, self.x_dim)
+        locs = torch.tanh(p[..., 1, :, :])
+        log_scales = p[..., 2, :, :].clamp(min=-7.0)
+        return DiscretizedLogisticMixtureDist(p[..., 0, :, :], locs, log_scales)
+
+    def check_support(self, x: torch.Tensor) -> None:
+        _check_levels(self, x)
+
+
+class Categorical(Likelihood):
+    """A 256-way softmax per pixel over the 8-bit levels k/255."""
+
+    channels = LEVELS
+
+    def forward(self, params: torch.Tensor) -> dist.Distribution:
+        logits = params.reshape(*params.shape[:-1], LEVELS, self.x_dim).movedim(-2, -1)
+        return QuantizedCategoricalDist(logits)
+
+    def check_support(self, x: torch.Tensor) -> None:
+        _check_levels(self, x)
+
+
+class Poisson(Likelihood):
+    """Independent Poisson counts with rate softplus(decoder output)."""
+
+    default_binarize = "dynamic"
+
+    def forward(self, params: torch.Tensor) -> dist.Distribution:
+        rate = F.softplus(params) + 1e-6
+        return dist.Poisson(rate, validate_args=False).to_event(1)
+
+    def check_support(self, x: torch.Tensor) -> None:
+        _check_counts(self, x)
+
+
+class NegativeBinomial(Likelihood):
+    """Independent negative-binomial counts: decoder gives logits and a total count."""
+
+    channels = 2
+    default_binarize = "dynamic"
+
+    def forward(self, params: torch.Tensor) -> dist.Distribution:
+        logits, raw_count = self.split(params)
+        total = F.softplus(raw_count) + 1e-3
+        return dist.NegativeBinomial(total, logits=logits, validate_args=False).to_event(1)
+
+    def check_support(self, x: torch.Tensor) -> None:
+        _check_counts(self, x)
+
+
+LIKELIHOODS: dict[str, type[Likelihood]] = {
+    "bernoulli": Bernoulli,
+    "continuous-bernoulli": ContinuousBernoulli,
+    "gaussian": Gaussian,
+    "laplace": Laplace,
+    "discretized-logistic": DiscretizedLogistic,
+    "categorical": Categorical,
+    "poisson": Poisson,
+    "negative-binomial": NegativeBinomial,
+}

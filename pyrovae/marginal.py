@@ -73,7 +73,8 @@ class LogWeights:
         return self.log_guide - self.log_prior
 
 
-def _data_frame(site: dict):
+def data_frame(site: dict):
+    """The site's ``pyro.plate("data")`` frame; an error names a site outside it."""
     for frame in site["cond_indep_stack"]:
         if frame.name == DATA_PLATE:
             return frame
@@ -83,7 +84,8 @@ def _data_frame(site: dict):
     )
 
 
-def _plate_dim(site: dict, name: str) -> int | None:
+def plate_dim(site: dict, name: str) -> int | None:
+    """The batch dimension of the site's plate called ``name``, or None."""
     for frame in site["cond_indep_stack"]:
         if frame.name == name:
             return frame.dim
@@ -94,24 +96,38 @@ def _subsample_scale(frame) -> float:
     return frame.full_size / frame.size if frame.full_size else 1.0
 
 
-def _per_datapoint(site: dict, num_particles: int, batch: int, scaled: bool) -> torch.Tensor:
+def latent_scale(site: dict) -> float | torch.Tensor:
+    """A site's scale without the data plate's subsampling part: its KL weight, say."""
+    return site["scale"] / _subsample_scale(data_frame(site))
+
+
+def sample_sites(trace, observed: bool | None = None):
+    """The trace's sample sites (not plates' subsample sites), optionally by observedness."""
+    for site in trace.nodes.values():
+        if site["type"] != "sample" or site_is_subsample(site):
+            continue
+        if observed is None or bool(site["is_observed"]) == observed:
+            yield site
+
+
+def per_datapoint_log_prob(
+    site: dict, num_particles: int, batch: int, scaled: bool = False
+) -> torch.Tensor:
     """The log-density of one site, reduced to shape ``(K, B)``.
 
     Unscaled by default (a pure density). With ``scaled`` the site's scale is applied,
     except the part that comes from subsampling the data plate, which belongs outside
     any per-datapoint nonlinearity (see :class:`LogWeights`).
     """
-    frame = _data_frame(site)
     lp = site["fn"].log_prob(site["value"])
-    scale = site["scale"] / _subsample_scale(frame) if scaled else 1.0
-    lp = scale_and_mask(lp, scale=scale, mask=site["mask"])
+    lp = scale_and_mask(lp, scale=latent_scale(site) if scaled else 1.0, mask=site["mask"])
     return reduce_to_chains(lp, site, num_particles, batch)
 
 
 def reduce_to_chains(lp: torch.Tensor, site: dict, num_particles: int, batch: int) -> torch.Tensor:
     """Sum a tensor with a site's batch shape over all but the particle and data dims."""
-    data_dim = _data_frame(site).dim
-    particle_dim = _plate_dim(site, PARTICLE_PLATE)
+    data_dim = data_frame(site).dim
+    particle_dim = plate_dim(site, PARTICLE_PLATE)
     keep = [data_dim] + ([particle_dim] if particle_dim is not None else [])
     ndim = max([lp.dim()] + [-d for d in keep])
     lp = lp.reshape((1,) * (ndim - lp.dim()) + tuple(lp.shape))
@@ -183,19 +199,17 @@ def log_weights_of(
     terms = {"obs": zero, "latent": zero, "guide": zero}
     data_scale = 1.0
     reparameterized = True
-    for trace, role in ((model_trace, "model"), (guide_trace, "guide")):
-        for site in trace.nodes.values():
-            if site["type"] != "sample" or site_is_subsample(site):
-                continue
-            if role == "guide":
-                if site["is_observed"]:
-                    continue
-                key = "guide"
+    roles = (
+        (model_trace, True, "obs"),
+        (model_trace, False, "latent"),
+        (guide_trace, False, "guide"),
+    )
+    for trace, observed, key in roles:
+        for site in sample_sites(trace, observed):
+            if key == "guide":
                 reparameterized = reparameterized and bool(site["fn"].has_rsample)
-            else:
-                key = "obs" if site["is_observed"] else "latent"
-            data_scale = _subsample_scale(_data_frame(site))
-            terms[key] = terms[key] + _per_datapoint(site, num_particles, batch, scaled)
+            data_scale = _subsample_scale(data_frame(site))
+            terms[key] = terms[key] + per_datapoint_log_prob(site, num_particles, batch, scaled)
     shape = (num_particles, batch)
     return LogWeights(
         *(t.expand(shape) for t in (terms["obs"], terms["latent"], terms["guide"])),
@@ -254,7 +268,8 @@ def default_chunk_size(data: torch.Tensor, batch_size: int) -> int:
     return max(1, rows // min(batch_size, data.shape[0]))
 
 
-def _chunks(n: int, size: int | None):
+def chunks(n: int, size: int | None):
+    """Slices covering ``range(n)`` in pieces of ``size`` (all at once for None)."""
     size = n if size is None else max(1, int(size))
     for start in range(0, n, size):
         yield slice(start, min(start + size, n))
@@ -280,7 +295,7 @@ def elbo_terms(
 ) -> ELBOTerms:
     """One-sample ELBO = E_q[log p(x|z)] - KL(q || p) for each datapoint of ``data``."""
     ll, kl = [], []
-    for sl in _chunks(data.shape[0], batch_size):
+    for sl in chunks(data.shape[0], batch_size):
         lw = trace_log_weights(model, guide, data[sl], *args, **kwargs)
         ll.append(lw.log_likelihood[0])
         kl.append(lw.kl[0])
@@ -288,8 +303,25 @@ def elbo_terms(
     return ELBOTerms(log_lik - kl_t, log_lik, kl_t)
 
 
+class _PerDatapoint:
+    """Mean and standard error over datapoints of a ``per_datapoint`` tensor."""
+
+    per_datapoint: torch.Tensor
+
+    @property
+    def mean(self) -> float:
+        """Mean over datapoints."""
+        return float(self.per_datapoint.mean())
+
+    @property
+    def stderr(self) -> float:
+        """Standard error of :attr:`mean` over datapoints."""
+        n = self.per_datapoint.numel()
+        return float(self.per_datapoint.double().std() / math.sqrt(n)) if n > 1 else math.nan
+
+
 @dataclass
-class MarginalLikelihood:
+class MarginalLikelihood(_PerDatapoint):
     """An estimate of log p(x), per datapoint, in nats.
 
     Attributes
@@ -314,23 +346,9 @@ class MarginalLikelihood:
     elbo: torch.Tensor | None = None
     estimator: str = "is"
 
-    @property
-    def mean(self) -> float:
-        """Mean of log p(x_i) over datapoints."""
-        return float(self.per_datapoint.mean())
 
-    @property
-    def stderr(self) -> float:
-        """Standard error of :attr:`mean` over datapoints."""
-        return _stderr(self.per_datapoint)
-
-
-def _stderr(values: torch.Tensor) -> float:
-    n = values.numel()
-    return float(values.double().std() / math.sqrt(n)) if n > 1 else float("nan")
-
-
-def _check_counts(data: torch.Tensor, **counts: int | None) -> None:
+def check_counts(data: torch.Tensor, **counts: int | None) -> None:
+    """Raise unless every count is a positive integer (or None) and data are not empty."""
     for name, value in counts.items():
         if value is not None and (not isinstance(value, int) or value < 1):
             raise PyrovaeError(f"{name} must be a positive integer, got {value}")
@@ -349,7 +367,7 @@ def _log_weight_chunks(
     nesting: int,
 ):
     """Yield ``(k, B)`` tensors of log weights, ``total`` particles in all."""
-    for ks in _chunks(total, chunk_size):
+    for ks in chunks(total, chunk_size):
         yield trace_log_weights(
             model,
             guide,
@@ -400,11 +418,11 @@ def log_marginal_likelihood(
     -------
     MarginalLikelihood
     """
-    _check_counts(data, num_samples=num_samples, batch_size=batch_size, chunk_size=chunk_size)
+    check_counts(data, num_samples=num_samples, batch_size=batch_size, chunk_size=chunk_size)
     chunk_size = chunk_size or default_chunk_size(data, batch_size)
     nesting = max_plate_nesting(model, guide, data[:1], *args, **kwargs)
     lse1, lse2, mean_lw = [], [], []
-    for sl in _chunks(data.shape[0], batch_size):
+    for sl in chunks(data.shape[0], batch_size):
         run1 = run2 = total = None
         for lw in _log_weight_chunks(
             model, guide, data[sl], args, kwargs, num_samples, chunk_size, nesting
@@ -435,7 +453,7 @@ def log_marginal_likelihood(
 
 
 @dataclass
-class Bound:
+class Bound(_PerDatapoint):
     """A per-datapoint lower bound on log p(x), in nats, averaged over independent draws.
 
     Attributes
@@ -451,14 +469,6 @@ class Bound:
     per_datapoint: torch.Tensor
     num_particles: int
     num_estimates: int
-
-    @property
-    def mean(self) -> float:
-        return float(self.per_datapoint.mean())
-
-    @property
-    def stderr(self) -> float:
-        return _stderr(self.per_datapoint)
 
 
 @torch.no_grad()
@@ -482,7 +492,7 @@ def iwae_bound(
     Parameters are as for :func:`log_marginal_likelihood`; ``chunk_size`` counts
     particles per pass and is rounded to whole groups of k when k is smaller.
     """
-    _check_counts(
+    check_counts(
         data,
         num_particles=num_particles,
         num_estimates=num_estimates,
@@ -493,7 +503,7 @@ def iwae_bound(
     chunk = chunk_size or default_chunk_size(data, batch_size)
     nesting = max_plate_nesting(model, guide, data[:1], *args, **kwargs)
     out = []
-    for sl in _chunks(data.shape[0], batch_size):
+    for sl in chunks(data.shape[0], batch_size):
         x = data[sl]
         acc = x.new_zeros(x.shape[0])  # sum over groups of logsumexp of the group
         if chunk >= k:  # whole groups of k in every pass

@@ -1,6 +1,6 @@
-"""Training objectives: Pyro ELBO classes, chosen by name.
+"""Training objectives: Pyro ELBO classes, chosen by name, and KL weighting.
 
-``LOSSES`` maps a name to a constructor ``f(num_particles=1) -> pyro.infer.ELBO``. Any
+``LOSSES`` maps a name to a constructor ``f(num_particles=1, free_bits=0.0) -> ELBO``. Any
 Pyro ELBO instance can be handed to :func:`pyrovae.fit` directly; the registry is what
 the command line and the comparison scripts use.
 
@@ -11,6 +11,13 @@ computes the same number when every sample site lies under a data plate that is 
 subsampled (it keeps plates common to all sites out of its sum; ``tests/test_objectives.py``
 checks the equality); under a subsampled plate it takes the logsumexp of weights already
 multiplied by N/B, which is not L_K, while :class:`IWAE_ELBO` applies N/B outside.
+
+KL weighting (``beta``, linear KL warm-up) is applied by :class:`LatentScale`, a Pyro
+messenger that multiplies the log-density of every latent site, in the model and in the
+guide, by one number; with any of the ELBOs above that scales exactly the KL term
+E_q[log q(z|x) - log p(z)] and leaves the reconstruction term alone. Free bits
+(Kingma et al., 2016) replace each latent site's KL term, averaged over the minibatch,
+by max(lambda, KL): :class:`FreeBits_ELBO`.
 """
 
 from __future__ import annotations
@@ -21,10 +28,37 @@ from typing import Any
 
 import torch
 from pyro.infer import ELBO, Trace_ELBO, TraceMeanField_ELBO
+from pyro.poutine.messenger import Messenger
+from torch.distributions import kl_divergence
 
 from pyrovae.errors import PyrovaeError
-from pyrovae.marginal import max_plate_nesting, trace_log_weights, traces
+from pyrovae.marginal import (
+    latent_scale,
+    max_plate_nesting,
+    per_datapoint_log_prob,
+    reduce_to_chains,
+    sample_sites,
+    trace_log_weights,
+    traces,
+)
 from pyrovae.registry import lookup
+
+
+class LatentScale(Messenger):
+    """Multiply the log-density of every latent (unobserved) sample site by ``scale``.
+
+    Wrapping both the model and the guide, ``LatentScale(beta)`` turns the ELBO
+    E[log p(x|z)] - KL into E[log p(x|z)] - beta * KL. ``scale`` is a plain attribute,
+    so a training loop can change it between steps (KL warm-up).
+    """
+
+    def __init__(self, scale: float = 1.0) -> None:
+        super().__init__()
+        self.scale = scale
+
+    def _process_message(self, msg: dict) -> None:
+        if msg["type"] == "sample" and not msg["is_observed"]:
+            msg["scale"] = msg["scale"] * self.scale
 
 
 class IWAE_ELBO(ELBO):  # noqa: N801 - named like Pyro's Trace_ELBO
@@ -47,19 +81,22 @@ class IWAE_ELBO(ELBO):  # noqa: N801 - named like Pyro's Trace_ELBO
         # of the program's plates, so Pyro's own vectorisation stays off.
         super().__init__(num_particles=num_particles, max_plate_nesting=max_plate_nesting)
 
+    def _nesting(self, model: Callable, guide: Callable, args: tuple, kwargs: dict) -> int:
+        if self.max_plate_nesting == float("inf"):
+            self.max_plate_nesting = max_plate_nesting(model, guide, *args, **kwargs)
+        return int(self.max_plate_nesting)
+
     def _get_trace(self, model: Callable, guide: Callable, args: tuple, kwargs: dict):
         """One model trace replayed against one guide trace (Pyro's ELBO interface)."""
         return traces(model, guide, *args, **kwargs)
 
     def _bound(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any):
-        if self.max_plate_nesting == float("inf"):
-            self.max_plate_nesting = max_plate_nesting(model, guide, *args, **kwargs)
         lw = trace_log_weights(
             model,
             guide,
             *args,
             num_particles=self.num_particles,
-            plate_nesting=int(self.max_plate_nesting),
+            plate_nesting=self._nesting(model, guide, args, kwargs),
             scaled=True,
             **kwargs,
         )
@@ -87,31 +124,128 @@ class IWAE_ELBO(ELBO):  # noqa: N801 - named like Pyro's Trace_ELBO
         return float(loss.detach())
 
 
+class FreeBits_ELBO(IWAE_ELBO):  # noqa: N801 - named like Pyro's Trace_ELBO
+    """The ELBO with free bits: each latent site's KL term is at least ``free_bits`` nats.
+
+    loss = -sum_i E_q[log p(x_i | z)] + sum_sites B * max(free_bits, mean_i KL_i,site)
+
+    where KL_i,site is the Monte Carlo estimate log q(z|x_i) - log p(z) at that site (or
+    the analytic KL divergence with ``analytic_kl=True`` where torch knows it), and the
+    mean is over the minibatch of B datapoints and the particles. A site whose average
+    KL is below the threshold gets no gradient pushing it further down, which keeps
+    latent units from collapsing early in training (Kingma et al., 2016). Each latent
+    site is one group: the whole vector z counts as one, and ``free_bits`` is in nats
+    per datapoint for it. Site scales from :class:`LatentScale` multiply the clamped
+    term.
+
+    Parameters
+    ----------
+    free_bits
+        The threshold lambda, in nats per datapoint and latent site.
+    num_particles
+        Draws of z per datapoint.
+    analytic_kl
+        Use ``kl_divergence(q, p)`` where it is implemented (Monte Carlo otherwise).
+    """
+
+    def __init__(
+        self,
+        free_bits: float,
+        num_particles: int = 1,
+        analytic_kl: bool = False,
+        max_plate_nesting: float = float("inf"),
+    ) -> None:
+        if not free_bits >= 0:
+            raise PyrovaeError(f"free bits must be >= 0 nats, got {free_bits}")
+        super().__init__(num_particles=num_particles, max_plate_nesting=max_plate_nesting)
+        self.free_bits = float(free_bits)
+        self.analytic_kl = analytic_kl
+
+    def _site_kl(self, guide_site: dict, model_site: dict, batch: int) -> torch.Tensor:
+        if self.analytic_kl:
+            try:
+                kl = kl_divergence(guide_site["fn"], model_site["fn"])
+                return reduce_to_chains(kl, guide_site, self.num_particles, batch)
+            except NotImplementedError:
+                pass
+        k = self.num_particles
+        return per_datapoint_log_prob(guide_site, k, batch) - per_datapoint_log_prob(
+            model_site, k, batch
+        )
+
+    def _bound(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any):
+        x = args[0]
+        model_trace, guide_trace = traces(
+            model,
+            guide,
+            *args,
+            num_particles=self.num_particles,
+            plate_nesting=self._nesting(model, guide, args, kwargs),
+            **kwargs,
+        )
+        batch, k = x.shape[0], self.num_particles
+        data_scale = 1.0
+        total = x.new_zeros(())
+        for site in sample_sites(model_trace, observed=True):
+            total = total + per_datapoint_log_prob(site, k, batch, scaled=True).mean(0).sum()
+        for guide_site in sample_sites(guide_trace, observed=False):
+            model_site = model_trace.nodes[guide_site["name"]]
+            kl = self._site_kl(guide_site, model_site, batch).mean()
+            clamped = torch.clamp(kl, min=self.free_bits)
+            total = total - latent_scale(guide_site) * batch * clamped
+            data_scale = guide_site["scale"] / latent_scale(guide_site)
+        return data_scale * total
+
+
 def _particles(num_particles: int) -> dict:
     if num_particles < 1:
         raise PyrovaeError(f"--num-particles must be at least 1, got {num_particles}")
     return {"num_particles": num_particles, "vectorize_particles": num_particles > 1}
 
 
-def trace(num_particles: int = 1) -> ELBO:
-    """``Trace_ELBO``: the Monte Carlo ELBO with reparameterised gradients."""
+def trace(num_particles: int = 1, free_bits: float = 0.0) -> ELBO:
+    """``Trace_ELBO``: the Monte Carlo ELBO with reparameterised gradients.
+
+    With ``free_bits`` > 0, :class:`FreeBits_ELBO` with Monte Carlo KL terms.
+    """
+    if free_bits:
+        return FreeBits_ELBO(free_bits, _particles(num_particles)["num_particles"])
     return Trace_ELBO(**_particles(num_particles))
 
 
-def meanfield(num_particles: int = 1) -> ELBO:
-    """``TraceMeanField_ELBO``: analytic KL(q || p) where Pyro knows it, Monte Carlo else."""
+def meanfield(num_particles: int = 1, free_bits: float = 0.0) -> ELBO:
+    """``TraceMeanField_ELBO``: analytic KL(q || p) where Pyro knows it, Monte Carlo else.
+
+    With ``free_bits`` > 0, :class:`FreeBits_ELBO` with analytic KL terms where known.
+    """
+    if free_bits:
+        return FreeBits_ELBO(
+            free_bits, _particles(num_particles)["num_particles"], analytic_kl=True
+        )
     return TraceMeanField_ELBO(**_particles(num_particles))
 
 
-def iwae(num_particles: int = 5) -> ELBO:
+def iwae(num_particles: int = 5, free_bits: float = 0.0) -> ELBO:
     """:class:`IWAE_ELBO`: the importance-weighted bound L_K, K = ``num_particles``."""
     _particles(num_particles)
+    if free_bits:
+        raise PyrovaeError(
+            "free bits clamp the ELBO's KL term, which the iwae bound does not have; "
+            "use --loss trace or meanfield with --free-bits"
+        )
     return IWAE_ELBO(num_particles=num_particles)
 
 
 LOSSES: dict[str, Callable[..., ELBO]] = {"trace": trace, "meanfield": meanfield, "iwae": iwae}
 
 
-def get_loss(name: str, num_particles: int = 1) -> ELBO:
-    """The ELBO called ``name`` (a key of ``LOSSES``) with ``num_particles`` particles."""
-    return lookup(LOSSES, name, "loss")(num_particles=num_particles)
+def get_loss(name: str, num_particles: int | None = None, free_bits: float = 0.0) -> ELBO:
+    """The ELBO called ``name`` (a key of ``LOSSES``).
+
+    ``num_particles=None`` takes the objective's own default (1 for the ELBOs, 5 for
+    ``iwae``).
+    """
+    if not free_bits >= 0:
+        raise PyrovaeError(f"free bits must be >= 0 nats, got {free_bits}")
+    particles = {} if num_particles is None else {"num_particles": num_particles}
+    return lookup(LOSSES, name, "loss")(free_bits=free_bits, **particles)

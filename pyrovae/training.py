@@ -12,7 +12,10 @@ The history reports everything per datapoint, in nats:
     Counters and wall time of the epoch.
 ``train_elbo``
     Mean of minus the SVI loss over the epoch's minibatches (with dynamic binarisation,
-    on the freshly drawn binary images the steps saw).
+    on the freshly drawn binary images the steps saw): the ELBO, or whatever objective
+    the loss and KL weight make of it (the IWAE bound, a beta-weighted ELBO, ...).
+``kl_weight``
+    The weight of the KL term at the end of the epoch (``beta`` times the warm-up).
 ``val_elbo``, ``val_log_likelihood``, ``val_kl``
     When ``validation`` data are given: the one-sample ELBO of each held-out datapoint,
     and its two terms E_q[log p(x|z)] and KL(q(z|x) || p(z)), averaged.
@@ -20,6 +23,7 @@ The history reports everything per datapoint, in nats:
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -35,14 +39,14 @@ from tqdm.auto import tqdm
 from pyrovae.datasets import get_binarization
 from pyrovae.errors import PyrovaeError
 from pyrovae.marginal import elbo_terms
-from pyrovae.objectives import get_loss
+from pyrovae.objectives import LatentScale, get_loss
 
 History = dict[str, list[float]]
 #: Called after every epoch with the epoch index (from 0), the history so far and the
 #: optimiser; returning ``False`` stops training.
 Callback = Callable[[int, History, pyro.optim.PyroOptim], Any]
 
-HISTORY_KEYS = ("epoch", "steps", "seconds", "train_elbo")
+HISTORY_KEYS = ("epoch", "steps", "seconds", "train_elbo", "kl_weight")
 VALIDATION_KEYS = ("val_elbo", "val_log_likelihood", "val_kl")
 
 
@@ -132,6 +136,8 @@ def fit(
     validation: Any = None,
     callback: Callback | None = None,
     eval_batch_size: int = 1000,
+    beta: float = 1.0,
+    kl_warmup: float = 0.0,
 ) -> History:
     """Train a model/guide pair by stochastic variational inference.
 
@@ -166,6 +172,12 @@ def fit(
         ``callback(epoch, history, optim)`` after every epoch; ``False`` stops training.
     eval_batch_size
         Datapoints per pass when evaluating the validation ELBO.
+    beta
+        Weight of the KL term (beta-VAE; 1 is the ELBO). Applied with
+        :class:`~pyrovae.objectives.LatentScale` on the latent sites of model and guide.
+    kl_warmup
+        Epochs over which the KL weight rises linearly from 0 to ``beta``, step by step
+        (0: no warm-up). The validation ELBO is always the unweighted ELBO.
 
     Returns
     -------
@@ -177,6 +189,8 @@ def fit(
     if not isinstance(batch_size, int) or batch_size < 1:
         raise PyrovaeError(f"batch_size must be a positive integer, got {batch_size}")
     _check_positive(lr=lr)
+    if not beta >= 0 or not kl_warmup >= 0:
+        raise PyrovaeError(f"beta and kl_warmup must be >= 0, got {beta} and {kl_warmup}")
     model, guide = _model_and_guide(vae_or_model_guide)
     dev = resolve_device(device)
     binarization = get_binarization(binarize)
@@ -200,7 +214,13 @@ def fit(
     if x_val is not None:
         x_val = binarization.heldout(x_val, seed).to(dev)
 
-    svi = SVI(model, guide, optim, loss)
+    kl_weight = LatentScale(beta)
+    train_model, train_guide = model, guide
+    if beta != 1 or kl_warmup > 0:
+        train_model, train_guide = kl_weight(model), kl_weight(guide)
+    svi = SVI(train_model, train_guide, optim, loss)
+    warmup_steps = kl_warmup * math.ceil(x_train.shape[0] / batch_size)
+    step = 0
     keys = HISTORY_KEYS + (VALIDATION_KEYS if x_val is not None else ())
     history: History = {k: [] for k in keys}
     n = x_train.shape[0]
@@ -212,13 +232,17 @@ def fit(
         steps = 0
         for i in range(0, n, batch_size):
             batch = x_train[order[i : i + batch_size]].to(dev, non_blocking=True)
+            if warmup_steps:
+                kl_weight.scale = beta * min(1.0, (step + 1) / warmup_steps)
             total += svi.step(binarization.batch(batch))
             steps += 1
+            step += 1
         record = {
             "epoch": epoch + 1,
             "steps": steps,
             "seconds": time.perf_counter() - start,
             "train_elbo": -total / n,
+            "kl_weight": kl_weight.scale,
         }
         if x_val is not None:
             terms = elbo_terms(model, guide, x_val, batch_size=eval_batch_size)

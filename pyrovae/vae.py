@@ -128,6 +128,7 @@ class VAE(nn.Module):
             activation=activation,
             image_shape=self.image_shape,
         )
+        self.prior.attach(self._gaussian_posterior, self.x_dim)
         # What it takes to rebuild this VAE (see pyrovae.checkpoint). A part given as a
         # module is recorded by its registry name; add its class to the registry to reload.
         self.config = {
@@ -183,6 +184,10 @@ class VAE(nn.Module):
     def encode(self, x: torch.Tensor) -> dist.Distribution:
         """q(z|x) as a distribution with batch shape ``x.shape[:-1]``."""
         return self.posterior(self.encoder(x))
+
+    def _gaussian_posterior(self, x: torch.Tensor) -> dist.Distribution:
+        """The Gaussian part of q(z|x) (see ``GuideFamily.gaussian``), for the prior."""
+        return self.posterior.gaussian(self.encoder(x))
 
     def decode(self, z: torch.Tensor) -> dist.Distribution:
         """p(x|z) as a distribution with batch shape ``z.shape[:-1]``."""

@@ -10,6 +10,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 TINY = {
     "standard_vae.py": ["--epochs", "1", "--limit", "300", "--num-samples", "5", "--out", "{tmp}"],
     "custom_model_guide.py": ["--epochs", "1", "--limit", "300", "--num-samples", "5"],
+    "custom_prior_likelihood.py": ["--epochs", "1", "--limit", "300", "--num-samples", "5"],
 }
 
 

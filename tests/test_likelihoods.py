@@ -1,3 +1,5 @@
+"""Contract tests: every likelihood in LIKELIHOODS passes the same checks."""
+
 import pyro.distributions as dist
 import pytest
 import torch
@@ -8,9 +10,18 @@ from pyrovae.likelihoods import LIKELIHOODS
 D = 12
 
 
+def _likelihood(name, x_dim=D, seed=0):
+    torch.manual_seed(seed)
+    likelihood = LIKELIHOODS[name](x_dim)
+    with torch.no_grad():
+        for p in likelihood.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return likelihood
+
+
 @pytest.fixture(params=sorted(LIKELIHOODS))
 def likelihood(request):
-    return LIKELIHOODS[request.param](D)
+    return _likelihood(request.param)
 
 
 def _in_support(likelihood, shape):
@@ -27,6 +38,14 @@ def test_maps_decoder_output_to_distribution_over_x(likelihood):
     x = px.sample()
     assert x.shape == (4, 3, D)
     assert torch.isfinite(px.log_prob(x)).all()
+    assert px.mean.shape == (4, 3, D) and torch.isfinite(px.mean).all()
+
+
+def test_broadcasts_observations_over_particles(likelihood):
+    x = _in_support(likelihood, (3,))
+    px = likelihood(torch.randn(7, 3, likelihood.param_dim))
+    assert px.log_prob(x).shape == (7, 3)
+    assert px.expand([2, 7, 3]).log_prob(x).shape == (2, 7, 3)
 
 
 def test_param_dim_is_a_multiple_of_x_dim(likelihood):
@@ -37,24 +56,90 @@ def test_samples_pass_the_support_check(likelihood):
     likelihood.check_support(_in_support(likelihood, (20,)))
 
 
+def test_support_check_refuses_nan(likelihood):
+    with pytest.raises(PyrovaeError):
+        likelihood.check_support(torch.full((2, D), float("nan")))
+
+
 def test_gradients_reach_decoder_output_and_parameters(likelihood):
     params = torch.randn(5, likelihood.param_dim, requires_grad=True)
     x = _in_support(likelihood, (5,))
     likelihood(params).log_prob(x).sum().backward()
     assert params.grad is not None and params.grad.abs().sum() > 0
-    for p in likelihood.parameters():
-        assert p.grad is not None and torch.isfinite(p.grad).all()
+    for name, p in likelihood.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_state_dict_round_trip(likelihood):
+    name = next(k for k, v in LIKELIHOODS.items() if type(likelihood) is v)
+    other = _likelihood(name, seed=1)
+    other.load_state_dict(likelihood.state_dict())
+    params = torch.randn(3, likelihood.param_dim)
+    x = _in_support(likelihood, (3,))
+    assert torch.allclose(likelihood(params).log_prob(x), other(params).log_prob(x))
+
+
+LEVELS = torch.arange(256, dtype=torch.float64) / 255
+#: The support of one pixel, as points and the weight of each (1 for a mass function,
+#: the cell width for a density), to check that each likelihood is normalised.
+SUPPORT = {
+    "bernoulli": (torch.tensor([0.0, 1.0], dtype=torch.float64), 1.0),
+    "continuous-bernoulli": (torch.linspace(0.00005, 0.99995, 10000, dtype=torch.float64), 1e-4),
+    "gaussian": (torch.linspace(-20, 20, 40001, dtype=torch.float64), 1e-3),
+    "laplace": (torch.linspace(-20, 20, 40001, dtype=torch.float64), 1e-3),
+    "discretized-logistic": (LEVELS, 1.0),
+    "categorical": (LEVELS, 1.0),
+    "poisson": (torch.arange(0, 200, dtype=torch.float64), 1.0),
+    "negative-binomial": (torch.arange(0, 2000, dtype=torch.float64), 1.0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LIKELIHOODS))
+def test_is_normalised(name):
+    likelihood = _likelihood(name, x_dim=1).double()
+    points, weight = SUPPORT[name]
+    params = torch.randn(likelihood.param_dim, dtype=torch.float64)
+    with torch.no_grad():
+        px = likelihood(params).expand([points.shape[0]])
+        mass = float(px.log_prob(points[:, None]).exp().sum()) * weight
+    assert mass == pytest.approx(1.0, abs=2e-3)
 
 
 def test_bernoulli_log_prob_is_exact():
     logits = torch.randn(3, D)
     x = torch.bernoulli(torch.full((3, D), 0.5))
-    p = torch.sigmoid(logits)
-    expected = (x * p.log() + (1 - x) * (1 - p).log()).sum(-1)
+    expected = dist.Bernoulli(logits=logits).to_event(1).log_prob(x)
     assert torch.allclose(LIKELIHOODS["bernoulli"](D)(logits).log_prob(x), expected, atol=1e-5)
 
 
-@pytest.mark.parametrize("bad", [torch.full((2, D), 0.5), torch.full((2, D), 2.0)])
-def test_bernoulli_refuses_non_binary_data(bad):
-    with pytest.raises(PyrovaeError, match="binary data"):
-        LIKELIHOODS["bernoulli"](D).check_support(bad)
+def test_gaussian_scales():
+    x = torch.rand(4, D)
+    params = torch.randn(4, 2 * D)
+    decoder_scale = LIKELIHOODS["gaussian"](D, scale="decoder")
+    loc, raw = params.split(D, -1)
+    expected = dist.Normal(loc, torch.nn.functional.softplus(raw) + 1e-3).log_prob(x).sum(-1)
+    assert torch.allclose(decoder_scale(params).log_prob(x), expected, atol=1e-5)
+    fixed = LIKELIHOODS["gaussian"](D, scale=0.3)
+    assert fixed.param_dim == D and not list(fixed.parameters())
+    expected = dist.Normal(loc, 0.3).log_prob(x).sum(-1)
+    assert torch.allclose(fixed(loc).log_prob(x), expected, atol=1e-5)
+    with pytest.raises(PyrovaeError, match="learned"):
+        LIKELIHOODS["gaussian"](D, scale="wide")
+
+
+@pytest.mark.parametrize(
+    ("name", "bad", "match"),
+    [
+        ("bernoulli", torch.full((2, D), 0.5), "binary data"),
+        ("bernoulli", torch.full((2, D), 2.0), "binary data"),
+        ("continuous-bernoulli", torch.full((2, D), 1.5), r"values in \[0, 1\]"),
+        ("discretized-logistic", torch.full((2, D), 0.5), "8-bit levels"),
+        ("categorical", torch.full((2, D), -0.1), r"values in \[0, 1\]"),
+        ("poisson", torch.full((2, D), 0.5), "non-negative integer counts"),
+        ("negative-binomial", torch.full((2, D), -1.0), "non-negative integer counts"),
+        ("gaussian", torch.full((2, D), float("inf")), "NaN or infinite"),
+    ],
+)
+def test_support_checks_say_what_is_wrong(name, bad, match):
+    with pytest.raises(PyrovaeError, match=match):
+        LIKELIHOODS[name](D).check_support(bad)

@@ -5,12 +5,12 @@ import pyro.distributions as dist
 import pytest
 import torch
 from ppca import PPCA
-from pyro.infer import SVI, RenyiELBO
+from pyro.infer import SVI, RenyiELBO, Trace_ELBO
 
 import pyrovae
 from pyrovae import PyrovaeError
 from pyrovae.marginal import iwae_bound, trace_log_weights
-from pyrovae.objectives import IWAE_ELBO, LOSSES, get_loss
+from pyrovae.objectives import IWAE_ELBO, LOSSES, FreeBits_ELBO, LatentScale, get_loss
 
 
 @pytest.mark.parametrize("name", sorted(LOSSES))
@@ -103,3 +103,65 @@ def test_unknown_loss_and_bad_particle_count():
         get_loss("vimco")
     with pytest.raises(PyrovaeError, match="at least 1"):
         get_loss("iwae", 0)
+
+
+def _vae_and_batch():
+    vae = pyrovae.VAE(z_dim=3, hidden=(16,))
+    return vae, torch.bernoulli(torch.full((12, 784), 0.3))
+
+
+def _terms(vae, x, seed):
+    pyro.set_rng_seed(seed)
+    lw = trace_log_weights(vae.model, vae.guide, x)
+    return float(lw.log_likelihood.sum().detach()), float(lw.kl.sum().detach())
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.3, 2.0])
+def test_latent_scale_weights_exactly_the_kl_term(beta):
+    vae, x = _vae_and_batch()
+    recon, kl = _terms(vae, x, 3)
+    weight = LatentScale(beta)
+    pyro.set_rng_seed(3)
+    loss = Trace_ELBO().loss(weight(vae.model), weight(vae.guide), x)
+    assert loss == pytest.approx(-(recon - beta * kl), rel=1e-5)
+
+
+def test_free_bits_clamp_each_site_kl():
+    vae, x = _vae_and_batch()
+    recon, kl = _terms(vae, x, 4)
+    pyro.set_rng_seed(4)
+    assert FreeBits_ELBO(0.0).loss(vae.model, vae.guide, x) == pytest.approx(
+        -(recon - kl), rel=1e-5
+    )
+    pyro.set_rng_seed(4)
+    big = 1e4  # far above the KL of any datapoint: the KL term becomes a constant
+    assert FreeBits_ELBO(big).loss(vae.model, vae.guide, x) == pytest.approx(
+        -(recon - 12 * big), rel=1e-5
+    )
+
+    # ... so the encoder gets no gradient from the KL term, only from reconstruction
+    def encoder_grads(loss):
+        vae.zero_grad()
+        loss.backward()
+        return [p.grad.clone() for p in vae.encoder.parameters()]
+
+    pyro.set_rng_seed(4)
+    clamped = encoder_grads(FreeBits_ELBO(big).differentiable_loss(vae.model, vae.guide, x))
+    pyro.set_rng_seed(4)
+    recon_only = encoder_grads(-trace_log_weights(vae.model, vae.guide, x).log_likelihood.sum())
+    for a, b in zip(clamped, recon_only, strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_kl_warmup_rises_linearly_to_beta(sample):
+    history = pyrovae.fit(
+        pyrovae.VAE(z_dim=3, hidden=(16,)),
+        sample.train[:200],
+        epochs=4,
+        batch_size=50,
+        progress=False,
+        beta=0.5,
+        kl_warmup=2,
+        validation=sample.test[:50],
+    )
+    assert history["kl_weight"] == pytest.approx([0.25, 0.5, 0.5, 0.5])

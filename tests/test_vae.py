@@ -3,6 +3,7 @@ import pytest
 import torch
 from pyro import poutine
 
+import pyrovae
 from pyrovae import VAE, PyrovaeError
 from pyrovae.guides import GUIDES
 from pyrovae.likelihoods import LIKELIHOODS
@@ -73,10 +74,14 @@ def test_model_generates_without_data():
     ("prior", "likelihood", "guide"),
     [(p, lk, g) for p in sorted(PRIORS) for lk in sorted(LIKELIHOODS) for g in sorted(GUIDES)],
 )
-def test_every_combination_builds_by_name(prior, likelihood, guide):
+def test_every_combination_builds_by_name_and_runs(prior, likelihood, guide):
     vae = VAE(x_dim=16, z_dim=3, hidden=(8,), prior=prior, likelihood=likelihood, guide=guide)
     assert vae.config["prior"] == prior and vae.config["likelihood"] == likelihood
     assert vae.config["guide"] == guide
+    x = vae.model(None, num_samples=4)
+    vae.likelihood.check_support(x)
+    lw = pyrovae.marginal.trace_log_weights(vae.model, vae.guide, x, num_particles=3)
+    assert lw.log_weight.shape == (3, 4) and torch.isfinite(lw.log_weight).all()
 
 
 def test_parts_can_be_passed_as_modules():
@@ -87,7 +92,7 @@ def test_parts_can_be_passed_as_modules():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"prior": "nope"}, "unknown prior 'nope'; choose one of: standard"),
+        ({"prior": "nope"}, "unknown prior 'nope'; choose one of: diagonal, flow, mog"),
         ({"likelihood": "nope"}, "unknown likelihood"),
         ({"guide": "nope"}, "unknown guide"),
         ({"net": "nope"}, "unknown net"),
