@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import resource
 import statistics
 import sys
 import time
@@ -30,14 +29,15 @@ from plain_vae import PlainVAE  # noqa: E402
 
 import pyrovae  # noqa: E402
 from pyrovae.datasets import get_binarization  # noqa: E402
-from pyrovae.marginal import default_chunk_size  # noqa: E402
+from pyrovae.marginal import pass_shape  # noqa: E402
 from pyrovae.training import resolve_device  # noqa: E402
 
 
 def build(args):
     device = resolve_device(args.device)
     data = pyrovae.load_dataset("sample")
-    x = get_binarization("dynamic").heldout(data.test, 0)[: args.limit].to(device)
+    images = torch.cat([data.train, data.test]) if args.all_images else data.test
+    x = get_binarization("dynamic").heldout(images, 0)[: args.limit].to(device)
     if args.run:
         vae = pyrovae.load(args.run, device=device)
     else:  # a briefly trained VAE, so the weights are not those of a random network
@@ -66,6 +66,7 @@ def run_pyrovae(vae, x, args) -> torch.Tensor:
             num_samples=args.num_samples,
             batch_size=args.batch_size,
             chunk_size=args.chunk_size,
+            memory_budget=args.memory_budget,
         )
     return est.per_datapoint
 
@@ -94,18 +95,31 @@ def _peak_child(which: str, args, queue) -> None:
     device, vae, plain, x = build(args)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.max_memory_allocated()
+        before = torch.cuda.memory_allocated()
     else:
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    (run_pyrovae(vae, x, args) if which == "pyrovae" else run_plain(plain, x, args))
-    if device.type == "cuda":
-        queue.put((torch.cuda.max_memory_allocated(), before))
-    else:
-        queue.put((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, before))
+        Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS mark (Linux)
+        before = _vm("VmRSS")
+    seconds, out = _timed(lambda: ESTIMATORS[which](vae, plain, x, args), device)
+    peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else _vm("VmHWM")
+    queue.put((peak, before, seconds, float(out.mean())))
 
 
-def peak_memory(which: str, args) -> tuple[float, float]:
-    """Peak memory of one estimator run in a fresh process, and the peak before it."""
+def _vm(key: str) -> int:
+    """A memory figure of this process from /proc/self/status, in bytes."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {key} in /proc/self/status")
+
+
+ESTIMATORS = {
+    "pyrovae": lambda vae, plain, x, args: run_pyrovae(vae, x, args),
+    "plain PyTorch": lambda vae, plain, x, args: run_plain(plain, x, args),
+}
+
+
+def peak_memory(which: str, args) -> tuple[float, float, float, float]:
+    """(peak, memory before, seconds, mean log p(x)) of one run in a fresh process."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(target=_peak_child, args=(which, args, queue))
@@ -119,8 +133,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--num-samples", type=int, default=1000, help="K (default 1000)")
     p.add_argument("--limit", type=int, default=2000, help="held-out images (default 2000)")
+    p.add_argument("--all-images", action="store_true", help="all 10,000 sample images")
+    p.add_argument("--only-pyrovae", action="store_true", help="skip the plain estimator")
     p.add_argument("--batch-size", type=int, default=100, help="datapoints per pass")
     p.add_argument("--chunk-size", type=int, default=None, help="particles per pass")
+    p.add_argument("--memory-budget", help="bytes one pass may use, e.g. 256MB")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--run", help="a run folder to load (default: train 5 epochs here)")
     p.add_argument("--epochs", type=int, default=5)
@@ -130,32 +147,33 @@ def main() -> None:
 
     torch.manual_seed(0)
     device, vae, plain, x = build(args)
-    args.chunk_size = args.chunk_size or default_chunk_size(x, args.batch_size)
-    times: dict[str, list[float]] = {"pyrovae": [], "plain PyTorch": []}
-    results = {}
-    run_pyrovae(vae, x[:100], args)  # warm-up
-    run_plain(plain, x[:100], args)
+    args.batch_size, args.chunk_size = pass_shape(
+        vae.model, vae.guide, x, (), {}, args.batch_size, args.chunk_size, args.memory_budget
+    )
+    names = ["pyrovae"] if args.only_pyrovae else list(ESTIMATORS)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    means: dict[str, float] = {}
+    if args.repeats:
+        for name in names:  # warm-up
+            ESTIMATORS[name](vae, plain, x[:100], args)
     for _ in range(args.repeats):
-        for name, fn in (
-            ("pyrovae", lambda: run_pyrovae(vae, x, args)),
-            ("plain PyTorch", lambda: run_plain(plain, x, args)),
-        ):
-            seconds, out = _timed(fn, device)
+        for name in names:
+            seconds, out = _timed(lambda n=name: ESTIMATORS[n](vae, plain, x, args), device)
             times[name].append(seconds)
-            results[name] = out
-    memory = {}
-    if not args.no_memory:
-        memory = {
-            "pyrovae": peak_memory("pyrovae", args),
-            "plain PyTorch": peak_memory("plain PyTorch", args),
-        }
+            means[name] = float(out.mean())
+    memory = {} if args.no_memory else {name: peak_memory(name, args) for name in names}
+    for name, (_, _, seconds, mean) in memory.items():
+        if not args.repeats:  # the memory run is the only, timed, run
+            times[name].append(seconds)
+            means[name] = mean
 
     print(f"device: {device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(
-        f"log p(x) by importance sampling: K={args.num_samples}, {len(x)} held-out images, "
-        f"{args.batch_size} images x {args.chunk_size} particles per pass, "
-        f"median of {args.repeats} interleaved runs; peak memory of the process, and what "
-        "the estimator added to it"
+        f"log p(x) by importance sampling: K={args.num_samples}, {len(x)} images, "
+        f"{args.batch_size} images x {args.chunk_size} particles per pass"
+        + (f" (memory budget {args.memory_budget})" if args.memory_budget else "")
+        + f", median of {max(1, args.repeats)} interleaved runs; peak memory of the "
+        "process, and how much the estimate added to it"
     )
     print(f"{'':15}{'seconds':>9}{'runs':>24}{'peak MiB':>10}{'(+ est.)':>10}{'log p(x)':>10}")
     for name, ts in times.items():
@@ -165,12 +183,10 @@ def main() -> None:
             else f"{'-':>10}{'-':>10}"
         )
         runs = ", ".join(f"{t:.2f}" for t in ts)
-        print(
-            f"{name:15}{statistics.median(ts):9.2f}{runs:>24}{peak}"
-            f"{float(results[name].mean()):10.2f}"
-        )
-    ratio = statistics.median(times["pyrovae"]) / statistics.median(times["plain PyTorch"])
-    print(f"time ratio pyrovae / plain PyTorch: {ratio:.2f}")
+        print(f"{name:15}{statistics.median(ts):9.2f}{runs:>24}{peak}{means[name]:10.2f}")
+    if len(names) > 1:
+        ratio = statistics.median(times["pyrovae"]) / statistics.median(times["plain PyTorch"])
+        print(f"time ratio pyrovae / plain PyTorch: {ratio:.2f}")
 
 
 if __name__ == "__main__":

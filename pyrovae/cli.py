@@ -170,6 +170,11 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     train.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam step (default 1e-3)")
     train.add_argument("--seed", type=int, default=0, help="default 0")
     train.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
+    train.add_argument(
+        "--amp",
+        action="store_true",
+        help="mixed precision: networks in bfloat16, densities in float32 (for GPUs)",
+    )
     out = p.add_argument_group("output")
     out.add_argument("--out", default="runs/latest", help="run folder (default runs/latest)")
     out.add_argument("--force", action="store_true", help="overwrite an existing run folder")
@@ -196,6 +201,7 @@ def _train(args: argparse.Namespace) -> None:
     out = Path(args.out)
     _check_out(out, args.force)
     resolve_device(args.device)
+    rank = _init_distributed(args.device)
     data = load_dataset(args.dataset, args.data_dir)
     try:
         vae = VAE(
@@ -243,10 +249,13 @@ def _train(args: argparse.Namespace) -> None:
             "free_bits": args.free_bits,
             "seed": args.seed,
             "device": args.device,
+            "amp": args.amp,
         },
     }
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / CONFIG, config)
+    _barrier()  # every process has checked --out before the first one writes there
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / CONFIG, config)
 
     def save(epoch: int, history: dict, optim: Any) -> None:
         write_json(out / HISTORY, history)
@@ -270,11 +279,36 @@ def _train(args: argparse.Namespace) -> None:
         callback=save,
         beta=args.beta,
         kl_warmup=args.kl_warmup,
+        amp=args.amp,
     )
+    if rank > 0:
+        return
     if not history["epoch"]:
         save(-1, history, None)
     _figures(vae, data, out, args.seed, binarization)
     print(f"wrote {out}/ (config.json, checkpoint.pt, history.json, figures)")
+
+
+def _init_distributed(device: str) -> int:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1); the rank."""
+    import os
+
+    import torch
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0
+    dist = torch.distributed
+    if not dist.is_initialized():
+        use_cuda = device != "cpu" and torch.cuda.is_available()
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return dist.get_rank()
+
+
+def _barrier() -> None:
+    import torch
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
 
 
 def _figures(vae, data, out: Path, seed: int, binarization) -> None:
@@ -342,6 +376,11 @@ def _add_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ais-chains", type=_positive_int, default=16, help="AIS chains (16)")
     p.add_argument("--ais-steps", type=_positive_int, default=100, help="AIS steps T (100)")
     p.add_argument("--batch-size", type=_positive_int, default=100, help="datapoints per pass")
+    p.add_argument(
+        "--memory-budget",
+        help="memory one pass of the estimator may use, e.g. 512MB or 2GiB (default: "
+        "passes of about 4,096 datapoint-sample pairs on the CPU)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the estimator (default 0)")
 
 
@@ -362,7 +401,12 @@ def _evaluate(args: argparse.Namespace) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         est = log_marginal_likelihood(
-            vae.model, vae.guide, x, num_samples=args.num_samples, batch_size=args.batch_size
+            vae.model,
+            vae.guide,
+            x,
+            num_samples=args.num_samples,
+            batch_size=args.batch_size,
+            memory_budget=args.memory_budget,
         )
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)

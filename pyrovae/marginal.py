@@ -262,10 +262,98 @@ ROWS_PER_PASS = 4096
 ROWS_PER_PASS_CUDA = 1 << 17
 
 
-def default_chunk_size(data: torch.Tensor, batch_size: int) -> int:
-    """Particles per pass so that a pass holds about ROWS_PER_PASS pairs."""
+#: Bytes per float number, times the temporaries that the log-densities and the
+#: networks' activations need beside each number a site holds: a deliberately high
+#: estimate, measured at 4 to 6 for the MNIST VAE (benchmarks/marginal_vs_pytorch.py).
+BYTES_PER_NUMBER = 4 * 8
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+}
+
+
+def parse_bytes(size: int | str) -> int:
+    """``1000000``, ``"512MB"``, ``"1.5GiB"``, ... as a number of bytes."""
+    if isinstance(size, int):
+        value = size
+    else:
+        text = str(size).strip().lower().replace(" ", "")
+        number = text.rstrip("kmgib")
+        try:
+            value = int(float(number) * _UNITS[text[len(number) :]])
+        except (ValueError, KeyError):
+            raise PyrovaeError(
+                f"cannot read memory size {size!r}; write e.g. 512MB, 2GiB or a number of bytes"
+            ) from None
+    if value < 1:
+        raise PyrovaeError(f"memory size must be positive, got {size!r}")
+    return value
+
+
+def _numbers(obj: Any, depth: int = 0) -> int:
+    """How many numbers the tensors of a distribution (and its parts) hold."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel()
+    if depth > 3 or not hasattr(obj, "__dict__"):
+        return 0
+    return sum(
+        _numbers(v, depth + 1)
+        for k, v in vars(obj).items()
+        if isinstance(v, torch.Tensor | torch.distributions.Distribution)
+        and not k.startswith("_")
+        or k == "base_dist"
+    )
+
+
+def bytes_per_row(
+    model: Callable, guide: Callable, x: torch.Tensor, args: tuple, kwargs: dict
+) -> int:
+    """Estimated memory of one (datapoint, particle) pair in a pass, from one probe trace."""
+    with torch.no_grad(), torch.random.fork_rng(devices=[x.device] if x.is_cuda else []):
+        model_trace, guide_trace = traces(model, guide, x[:1], *args, **kwargs)
+    numbers = sum(
+        site["value"].numel() + _numbers(site["fn"])
+        for trace in (model_trace, guide_trace)
+        for site in sample_sites(trace)
+    )
+    return max(1, numbers) * BYTES_PER_NUMBER
+
+
+def pass_shape(
+    model: Callable,
+    guide: Callable,
+    data: torch.Tensor,
+    args: tuple,
+    kwargs: dict,
+    batch_size: int,
+    chunk_size: int | None,
+    memory_budget: int | str | None,
+) -> tuple[int, int]:
+    """Datapoints and particles per pass: the defaults, capped by the memory budget.
+
+    A pass holds about :data:`ROWS_PER_PASS` (datapoint, particle) pairs on the CPU and
+    :data:`ROWS_PER_PASS_CUDA` on a GPU, unless ``chunk_size`` says otherwise; a
+    ``memory_budget`` caps the pairs per pass at what the budget holds, estimated from
+    the numbers one pair's sites produce (:func:`bytes_per_row`).
+    """
     rows = ROWS_PER_PASS_CUDA if data.is_cuda else ROWS_PER_PASS
-    return max(1, rows // min(batch_size, data.shape[0]))
+    cap = None
+    if memory_budget is not None:
+        per_row = bytes_per_row(model, guide, data, args, kwargs)
+        cap = max(1, parse_bytes(memory_budget) // per_row)
+        rows = min(rows, cap)
+    batch = min(batch_size, data.shape[0], rows if cap is not None else batch_size)
+    chunk = chunk_size or max(1, rows // batch)
+    if cap is not None:
+        chunk = min(chunk, max(1, cap // batch))
+    return batch, chunk
 
 
 def chunks(n: int, size: int | None):
@@ -388,6 +476,7 @@ def log_marginal_likelihood(
     num_samples: int = 1000,
     batch_size: int = 100,
     chunk_size: int | None = None,
+    memory_budget: int | str | None = None,
     min_ess: float = 1.5,
     **kwargs: Any,
 ) -> MarginalLikelihood:
@@ -410,6 +499,9 @@ def log_marginal_likelihood(
         does not depend on either. By default a pass holds about
         :data:`ROWS_PER_PASS` (datapoint, particle) pairs on the CPU, where small
         passes stay in cache, and :data:`ROWS_PER_PASS_CUDA` on a GPU.
+    memory_budget
+        Bytes (or a string such as ``"512MB"``) that one pass may use: the datapoints
+        and particles per pass shrink to fit, whatever K and the dataset size.
     min_ess
         Warn when the median effective sample size is below this: the estimate then
         rests on one or two samples per datapoint and the guide is a poor proposal.
@@ -419,7 +511,9 @@ def log_marginal_likelihood(
     MarginalLikelihood
     """
     check_counts(data, num_samples=num_samples, batch_size=batch_size, chunk_size=chunk_size)
-    chunk_size = chunk_size or default_chunk_size(data, batch_size)
+    batch_size, chunk_size = pass_shape(
+        model, guide, data, args, kwargs, batch_size, chunk_size, memory_budget
+    )
     nesting = max_plate_nesting(model, guide, data[:1], *args, **kwargs)
     lse1, lse2, mean_lw = [], [], []
     for sl in chunks(data.shape[0], batch_size):
@@ -481,6 +575,7 @@ def iwae_bound(
     num_estimates: int = 1,
     batch_size: int = 100,
     chunk_size: int | None = None,
+    memory_budget: int | str | None = None,
     **kwargs: Any,
 ) -> Bound:
     """The importance-weighted bound L_k = E[log (1/k) sum_j w_j] per datapoint.
@@ -500,7 +595,9 @@ def iwae_bound(
         chunk_size=chunk_size,
     )
     k, total = num_particles, num_particles * num_estimates
-    chunk = chunk_size or default_chunk_size(data, batch_size)
+    batch_size, chunk = pass_shape(
+        model, guide, data, args, kwargs, batch_size, chunk_size, memory_budget
+    )
     nesting = max_plate_nesting(model, guide, data[:1], *args, **kwargs)
     out = []
     for sl in chunks(data.shape[0], batch_size):

@@ -335,3 +335,10 @@ def test_bad_part_arguments(tmp_path, tiny_npz, capsys):
     )
     _one_line_error(capsys, code, 1, "free bits")
     assert not out.exists()
+
+
+def test_evaluate_with_a_memory_budget(run_dir, capsys):
+    assert main(["evaluate", str(run_dir), "--num-samples", "20", "--memory-budget", "2MB"]) == 0
+    assert json.loads((run_dir / "metrics.json").read_text())["num_samples"] == 20
+    code = main(["evaluate", str(run_dir), "--memory-budget", "plenty"])
+    _one_line_error(capsys, code, 1, "cannot read memory size")

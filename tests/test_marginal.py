@@ -138,3 +138,50 @@ def test_vae_estimates_are_finite_and_ordered():
     est = pyrovae.log_marginal_likelihood(vae.model, vae.guide, x, num_samples=64)
     assert torch.isfinite(est.per_datapoint).all() and (est.per_datapoint >= est.elbo).all()
     assert ((est.ess >= 1 - 1e-4) & (est.ess <= 64 + 1e-4)).all()
+
+
+@pytest.mark.parametrize("text", ["512MB", "2GiB", "1.5kb", 4096])
+def test_parse_bytes(text):
+    from pyrovae.marginal import parse_bytes
+
+    assert (
+        parse_bytes(text)
+        == {"512MB": 512 * 10**6, "2GiB": 2 * 2**30, "1.5kb": 1500, 4096: 4096}[text]
+    )
+
+
+@pytest.mark.parametrize("text", ["lots", "-3MB", "12 parsecs"])
+def test_parse_bytes_refuses_nonsense(text):
+    from pyrovae.marginal import parse_bytes
+
+    with pytest.raises(PyrovaeError, match="memory size"):
+        parse_bytes(text)
+
+
+def test_memory_budget_caps_every_pass(monkeypatch):
+    import pyrovae.marginal as marginal
+
+    vae = pyrovae.VAE(z_dim=4, hidden=(16,))
+    x = torch.bernoulli(torch.full((300, 784), 0.2))
+    per_row = marginal.bytes_per_row(vae.model, vae.guide, x, (), {})
+    assert per_row > 784 * 4  # at least the logits of one image
+    seen = []
+    original = marginal.trace_log_weights
+
+    def spy(model, guide, xb, *args, num_particles=1, **kwargs):
+        seen.append(xb.shape[0] * num_particles)
+        return original(model, guide, xb, *args, num_particles=num_particles, **kwargs)
+
+    monkeypatch.setattr(marginal, "trace_log_weights", spy)
+    budget = 50 * per_row
+    torch.manual_seed(0)
+    capped = pyrovae.log_marginal_likelihood(
+        vae.model, vae.guide, x, num_samples=200, memory_budget=budget
+    )
+    assert max(seen) <= 50 and len(seen) >= 300 * 200 / 50
+    seen.clear()
+    torch.manual_seed(0)
+    free = pyrovae.log_marginal_likelihood(vae.model, vae.guide, x, num_samples=200)
+    assert max(seen) > 50
+    diff = capped.per_datapoint - free.per_datapoint
+    assert abs(float(diff.mean())) < 4 * float(diff.std()) / 300**0.5 + 1e-3

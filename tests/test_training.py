@@ -1,3 +1,5 @@
+import math
+
 import pyro
 import pyro.distributions as dist
 import pytest
@@ -158,3 +160,68 @@ def test_cuda_asked_for_without_a_gpu(monkeypatch):
     with pytest.raises(PyrovaeError, match="no usable GPU"):
         resolve_device("cuda")
     assert resolve_device("auto").type == "cpu"
+
+
+def test_fast_svi_matches_pyros_svi(sample):
+    """One fused optimiser over all parameters takes the same steps as Pyro's SVI."""
+    from pyro.infer import SVI
+
+    from pyrovae.training import FastSVI
+
+    x = torch.bernoulli(sample.train[:64])
+    results = []
+    for cls in (SVI, FastSVI):
+        pyro.clear_param_store()
+        torch.manual_seed(0)
+        vae = VAE(z_dim=3, hidden=(16,))
+        svi = cls(
+            vae.model, vae.guide, pyro.optim.Adam({"lr": 1e-2}), pyrovae.objectives.Trace_ELBO()
+        )
+        pyro.set_rng_seed(1)
+        losses = [svi.step(x) for _ in range(5)]
+        results.append((losses, [p.detach().clone() for p in vae.parameters()]))
+    (l1, p1), (l2, p2) = results
+    assert l1 == pytest.approx(l2, rel=1e-5)
+    for a, b in zip(p1, p2, strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_fast_svi_finds_parameters_created_later():
+    from pyrovae.training import FastSVI
+
+    def model(x):
+        a = pyro.param("a", torch.tensor(0.0))
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("x", dist.Normal(a, 1.0), obs=x)
+            if "b" in pyro.get_param_store() or len(x) > 3:
+                b = pyro.param("b", torch.tensor(0.0))
+                pyro.sample("y", dist.Normal(b, 1.0), obs=x)
+
+    def guide(x):
+        pass
+
+    svi = FastSVI(model, guide, pyro.optim.Adam({"lr": 0.1}), pyro.infer.Trace_ELBO())
+    svi.step(torch.ones(2))
+    svi.step(torch.ones(5))
+    svi.step(torch.ones(5))
+    assert float(pyro.param("a").detach()) > 0 and float(pyro.param("b").detach()) > 0
+
+
+def test_mixed_precision_runs_networks_in_bfloat16_and_densities_in_float32(sample):
+    vae = VAE(z_dim=4, hidden=(32,))
+    x = torch.bernoulli(sample.train[:8])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert vae.decoder(torch.zeros(2, 4)).dtype == torch.bfloat16
+        assert vae.decode(torch.zeros(2, 4)).base_dist.logits.dtype == torch.float32
+        assert vae.encode(x).base_dist.loc.dtype == torch.float32
+    history = pyrovae.fit(
+        vae,
+        sample.train[:256],
+        epochs=2,
+        batch_size=64,
+        lr=3e-3,
+        progress=False,
+        amp=True,
+        validation=sample.test[:64],
+    )
+    assert all(math.isfinite(v) for v in history["train_elbo"] + history["val_elbo"])

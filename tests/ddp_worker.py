@@ -1,0 +1,69 @@
+"""A process of the 2-process data-parallel test (tests/test_distributed.py)."""
+
+from __future__ import annotations
+
+import pyro
+import pyro.distributions as dist
+import torch
+from torch import nn
+
+import pyrovae
+
+Z = 4
+
+
+class DeterministicAE(nn.Module):
+    """A Pyro model with a Delta guide: its loss has no sampling noise, so one process and
+    two must reach the same parameters exactly (up to float summation order)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = nn.Linear(784, Z)
+        self.decoder = nn.Linear(Z, 784)
+
+    def model(self, x: torch.Tensor) -> None:
+        pyro.module("ae", self)
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(x.new_zeros(Z), 1.0).to_event(1))
+            pyro.sample("x", dist.Bernoulli(logits=self.decoder(z)).to_event(1), obs=x)
+
+    def guide(self, x: torch.Tensor) -> None:
+        pyro.module("ae", self)
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Delta(self.encoder(x)).to_event(1))
+
+
+def data() -> torch.Tensor:
+    return torch.bernoulli(torch.full((200, 784), 0.3), generator=torch.Generator().manual_seed(0))
+
+
+def train() -> dict[str, torch.Tensor]:
+    pyro.clear_param_store()
+    torch.manual_seed(0)
+    ae = DeterministicAE()
+    # SGD, not Adam: Adam's steps hardly change when all gradients are scaled, so it
+    # would hide a wrong reduction across processes.
+    pyrovae.fit(
+        ae,
+        data(),
+        epochs=2,
+        batch_size=32,
+        optim=pyro.optim.SGD({"lr": 1e-4}),
+        binarize="none",
+        progress=False,
+        device="cpu",
+        seed=0,
+    )
+    return {k: v.detach().clone() for k, v in ae.state_dict().items()}
+
+
+def worker(rank: int, world: int, init_file: str, out: str) -> None:
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world
+    )
+    try:
+        state = train()
+        if rank == 0:
+            torch.save(state, out)
+    finally:
+        torch.distributed.destroy_process_group()
