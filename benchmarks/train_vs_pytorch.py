@@ -49,7 +49,7 @@ def main() -> None:
     trainer = PlainTrainer(plain, lr=args.lr)
     plain_seconds: list[float] = []
 
-    def plain_epoch(epoch: int, history: dict, optim) -> None:
+    def plain_epoch(state) -> None:
         start = time.perf_counter()
         trainer.epoch(train, args.batch_size)
         if device.type == "cuda":

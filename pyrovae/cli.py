@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pyrovae import __version__
-from pyrovae.errors import PyrovaeError
+from pyrovae.errors import NonFiniteError, PyrovaeError
 
 EXIT_USAGE = 2
 EXIT_ERROR = 1
@@ -165,7 +165,12 @@ def _add_train(p: argparse.ArgumentParser) -> None:
         metavar="NATS",
         help="free bits per latent site (trace and meanfield losses)",
     )
-    train.add_argument("--epochs", type=_nonnegative_int, default=20, help="default 20")
+    train.add_argument(
+        "--epochs",
+        type=_nonnegative_int,
+        default=None,
+        help="default 20; with --resume, the new total (default: the run's own)",
+    )
     train.add_argument("--batch-size", type=_positive_int, default=128, help="default 128")
     train.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam step (default 1e-3)")
     train.add_argument("--seed", type=int, default=0, help="default 0")
@@ -178,6 +183,26 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     out = p.add_argument_group("output")
     out.add_argument("--out", default="runs/latest", help="run folder (default runs/latest)")
     out.add_argument("--force", action="store_true", help="overwrite an existing run folder")
+    out.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR from its last checkpoint, with its own settings "
+        "(only --epochs, --device and --no-progress apply)",
+    )
+    out.add_argument(
+        "--checkpoint-every",
+        type=_positive_int,
+        default=None,
+        metavar="STEPS",
+        help="also checkpoint every STEPS steps within an epoch (default: every epoch)",
+    )
+    out.add_argument(
+        "--on-nan",
+        choices=["stop", "retry"],
+        default="stop",
+        help="a NaN or infinite loss or gradient: stop with an error (default), or go back "
+        "to the last good checkpoint with half the learning rate (at most 3 times)",
+    )
     out.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -191,101 +216,169 @@ def _check_out(out: Path, force: bool) -> None:
         )
 
 
-def _train(args: argparse.Namespace) -> None:
-    from pyrovae.checkpoint import CHECKPOINT, CONFIG, HISTORY, save_checkpoint, write_json
-    from pyrovae.datasets import get_binarization, load_dataset
-    from pyrovae.objectives import get_loss
-    from pyrovae.training import fit, resolve_device
-    from pyrovae.vae import VAE
-
-    out = Path(args.out)
-    _check_out(out, args.force)
-    resolve_device(args.device)
-    rank = _init_distributed(args.device)
-    data = load_dataset(args.dataset, args.data_dir)
-    try:
-        vae = VAE(
-            x_dim=data.x_dim,
-            z_dim=args.z_dim,
-            hidden=args.hidden,
-            prior=args.prior,
-            likelihood=args.likelihood,
-            guide=args.guide,
-            net=args.net,
-            activation=args.activation,
-            image_shape=data.image_shape,
-            prior_kwargs=dict(args.prior_arg),
-            likelihood_kwargs=dict(args.likelihood_arg),
-            guide_kwargs=dict(args.guide_arg),
-        )
-    except TypeError as err:  # an argument the part does not take
-        raise PyrovaeError(f"bad --prior-arg/--likelihood-arg/--guide-arg: {err}") from None
-    loss = get_loss(args.loss, args.num_particles, args.free_bits)
-    if args.binarize == "auto":
-        args.binarize = vae.likelihood.default_binarize
-    binarization = get_binarization(args.binarize)
-    for x in (data.train, data.test):  # fail before anything is written
-        binarization.check(x)
-        vae.check_data(binarization.fixed(x, args.seed))
-
-    config = {
+def _config_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The run's config.json, from the command line of a new run."""
+    return {
         "pyrovae_version": __version__,
-        "model": vae.config,
-        "data": {
-            "dataset": args.dataset,
-            "data_dir": args.data_dir,
-            "binarize": args.binarize,
-            "n_train": int(data.train.shape[0]),
-            "n_test": int(data.test.shape[0]),
+        "model": {
+            "z_dim": args.z_dim,
+            "hidden": list(args.hidden),
+            "prior": args.prior,
+            "likelihood": args.likelihood,
+            "guide": args.guide,
+            "net": args.net,
+            "activation": args.activation,
+            "prior_kwargs": dict(args.prior_arg),
+            "likelihood_kwargs": dict(args.likelihood_arg),
+            "guide_kwargs": dict(args.guide_arg),
         },
+        "data": {"dataset": args.dataset, "data_dir": args.data_dir, "binarize": args.binarize},
         "train": {
-            "epochs": args.epochs,
+            "epochs": 20 if args.epochs is None else args.epochs,
             "batch_size": args.batch_size,
             "lr": args.lr,
             "loss": args.loss,
-            "num_particles": loss.num_particles,
+            "num_particles": args.num_particles,
             "beta": args.beta,
             "kl_warmup": args.kl_warmup,
             "free_bits": args.free_bits,
             "seed": args.seed,
-            "device": args.device,
             "amp": args.amp,
+            "checkpoint_every": args.checkpoint_every,
+            "on_nan": args.on_nan,
         },
     }
+
+
+def _build(config: dict[str, Any]):
+    """Data, VAE, loss and binarisation of a run config; fills in what it derives."""
+    from pyrovae.datasets import get_binarization, load_dataset
+    from pyrovae.objectives import get_loss
+    from pyrovae.vae import VAE
+
+    data_cfg, train_cfg = config["data"], config["train"]
+    data = load_dataset(data_cfg["dataset"], data_cfg["data_dir"])
+    model_cfg = dict(config["model"], x_dim=data.x_dim, image_shape=data.image_shape)
+    try:
+        vae = VAE(**model_cfg)
+    except TypeError as err:  # an argument a part does not take
+        raise PyrovaeError(f"bad --prior-arg/--likelihood-arg/--guide-arg: {err}") from None
+    loss = get_loss(train_cfg["loss"], train_cfg["num_particles"], train_cfg["free_bits"])
+    if data_cfg["binarize"] == "auto":
+        data_cfg["binarize"] = vae.likelihood.default_binarize
+    binarization = get_binarization(data_cfg["binarize"])
+    for x in (data.train, data.test):  # fail before anything is written
+        binarization.check(x)
+        vae.check_data(binarization.fixed(x, train_cfg["seed"]))
+    config["model"] = vae.config
+    train_cfg["num_particles"] = loss.num_particles
+    data_cfg.update(n_train=int(data.train.shape[0]), n_test=int(data.test.shape[0]))
+    return data, vae, loss, binarization
+
+
+def _resume_state(run: Path, vae, config: dict[str, Any]):
+    """The training state of the run's checkpoint, with its parameters loaded into vae."""
+    from pyrovae.checkpoint import CHECKPOINT, load_checkpoint
+    from pyrovae.training import TrainState
+
+    state = load_checkpoint(run / CHECKPOINT)
+    if state.get("model_config") != config["model"]:
+        raise PyrovaeError(
+            f"{run / CHECKPOINT} was written for another model configuration than "
+            f"{run / 'config.json'} describes; it cannot be resumed"
+        )
+    try:
+        vae.load_state_dict(state["model_state"])
+        return TrainState.from_dict(state["train_state"])
+    except (KeyError, RuntimeError) as err:
+        msg = str(err).strip().splitlines()[0]
+        raise PyrovaeError(f"{run / CHECKPOINT} does not match {run}: {msg}") from None
+
+
+def _train(args: argparse.Namespace) -> None:
+    from pyrovae.checkpoint import CHECKPOINT, CONFIG, HISTORY, read_json, save_checkpoint
+    from pyrovae.checkpoint import write_json as write
+    from pyrovae.training import TrainState, fit, resolve_device
+
+    resolve_device(args.device)
+    if args.resume:
+        out = Path(args.resume)
+        if not out.is_dir():
+            raise PyrovaeError(f"--resume {out}: no such run folder")
+        config = read_json(out / CONFIG)
+        if args.epochs is not None:
+            config["train"]["epochs"] = args.epochs
+    else:
+        out = Path(args.out)
+        _check_out(out, args.force)
+        config = _config_from_args(args)
+    rank = _init_distributed(args.device)
+    import pyro
+
+    pyro.set_rng_seed(config["train"]["seed"])  # the initial parameters follow --seed too
+    try:
+        data, vae, loss, binarization = _build(config)
+        train_cfg = config["train"]
+        resume = _resume_state(out, vae, config) if args.resume else None
+    except KeyError as err:
+        raise PyrovaeError(f"{out / CONFIG} lacks the setting {err}; it is incomplete") from None
+    if resume is not None and resume.epoch >= train_cfg["epochs"]:
+        raise PyrovaeError(
+            f"{out} has already trained for {resume.epoch} epoch"
+            f"{'s' if resume.epoch != 1 else ''}; pass --epochs N with "
+            f"N > {resume.epoch} to train further"
+        )
     _barrier()  # every process has checked --out before the first one writes there
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        write_json(out / CONFIG, config)
+        write(out / CONFIG, config)
 
-    def save(epoch: int, history: dict, optim: Any) -> None:
-        write_json(out / HISTORY, history)
+    def save(state) -> None:
+        # The checkpoint first: history.json never runs ahead of what can be resumed.
         save_checkpoint(
             out / CHECKPOINT,
-            {"epoch": epoch + 1, "model_state": vae.state_dict(), "history": history},
+            {
+                "pyrovae_version": __version__,
+                "model_config": config["model"],
+                "model_state": vae.state_dict(),
+                "train_state": state.to_dict(),
+            },
         )
+        write(out / HISTORY, state.history)
 
-    history = fit(
-        vae,
-        data.train,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        loss=loss,
-        binarize=args.binarize,
-        device=args.device,
-        seed=args.seed,
-        progress=not args.no_progress,
-        validation=data.test,
-        callback=save,
-        beta=args.beta,
-        kl_warmup=args.kl_warmup,
-        amp=args.amp,
-    )
+    try:
+        history = fit(
+            vae,
+            data.train,
+            epochs=train_cfg["epochs"],
+            batch_size=train_cfg["batch_size"],
+            lr=train_cfg["lr"],
+            loss=loss,
+            binarize=config["data"]["binarize"],
+            device=args.device,
+            seed=train_cfg["seed"],
+            progress=not args.no_progress,
+            validation=data.test,
+            callback=save,
+            beta=train_cfg["beta"],
+            kl_warmup=train_cfg["kl_warmup"],
+            amp=train_cfg["amp"],
+            checkpoint_every=train_cfg.get("checkpoint_every"),
+            on_nan=train_cfg.get("on_nan", "stop"),
+            resume=resume,
+        )
+    except NonFiniteError as err:
+        kept = (
+            f"{out / CHECKPOINT} keeps the last good state"
+            if (out / CHECKPOINT).exists()
+            else "no checkpoint had been written yet"
+        )
+        raise PyrovaeError(f"{err}; {kept}") from None
     if rank > 0:
         return
-    if not history["epoch"]:
-        save(-1, history, None)
-    _figures(vae, data, out, args.seed, binarization)
+    if not (out / CHECKPOINT).exists():  # --epochs 0: the untrained VAE
+        save(TrainState(history=history))
+    _figures(vae, data, out, train_cfg["seed"], binarization)
     print(f"wrote {out}/ (config.json, checkpoint.pt, history.json, figures)")
 
 
@@ -346,6 +439,8 @@ def _load_run(args: argparse.Namespace):
     from pyrovae.training import resolve_device
 
     device = resolve_device(args.device)
+    if not Path(args.run_dir).is_dir():
+        raise PyrovaeError(f"run folder {args.run_dir} does not exist")
     config = read_json(Path(args.run_dir) / CONFIG)
     vae = load(args.run_dir, device=device)
     data_cfg = config["data"]

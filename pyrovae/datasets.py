@@ -167,10 +167,22 @@ def load_array(path: str | Path, test_fraction: float = 0.2) -> Dataset:
         raise PyrovaeError(f"data file {path} does not exist")
     if path.suffix not in (".npy", ".npz"):
         raise PyrovaeError(f"data file {path} must be .npy or .npz")
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    expected = b"PK\x03\x04" if path.suffix == ".npz" else b"\x93NUMPY"
+    if not magic.startswith(expected):
+        writer = "numpy.savez" if path.suffix == ".npz" else "numpy.save"
+        raise PyrovaeError(f"{path} is corrupt or not a {path.suffix} file (written by {writer})")
     try:
         loaded = np.load(path, allow_pickle=False)
         arrays = {k: loaded[k] for k in loaded.files} if path.suffix == ".npz" else {"x": loaded}
-    except Exception as err:  # numpy raises ValueError, OSError, zipfile errors...
+    except ValueError as err:
+        if "allow_pickle" in str(err) or "pickled" in str(err):
+            raise PyrovaeError(
+                f"{path} holds Python objects; pyrovae reads numeric arrays only"
+            ) from None
+        raise PyrovaeError(f"cannot read {path}: {err}") from None
+    except Exception as err:  # OSError, zipfile errors, truncated data...
         raise PyrovaeError(f"cannot read {path}: {err}") from None
     source = str(path)
     if "x_train" in arrays and "x_test" in arrays:

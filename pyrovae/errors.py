@@ -10,3 +10,15 @@ class PyrovaeError(ValueError):
     traceback, and exits with a non-zero status. Python callers can catch it as a
     ``ValueError``.
     """
+
+
+class NonFiniteError(PyrovaeError):
+    """Training met a NaN or infinite loss or gradient.
+
+    Raised before the optimiser applies the bad step, so the parameters are those of the
+    last good step; ``epoch`` and ``step`` (both counted from 1) say where.
+    """
+
+    def __init__(self, message: str, epoch: int = 0, step: int = 0) -> None:
+        super().__init__(message)
+        self.epoch, self.step = epoch, step

@@ -19,146 +19,127 @@ The history reports everything per datapoint, in nats:
 ``val_elbo``, ``val_log_likelihood``, ``val_kl``
     When ``validation`` data are given: the one-sample ELBO of each held-out datapoint,
     and its two terms E_q[log p(x|z)] and KL(q(z|x) || p(z)), averaged.
+``lr``
+    The learning rate of the epoch (lowered by a retry after a non-finite step).
+
+Everything a run needs to continue exactly where it stopped is a :class:`TrainState`:
+``fit`` hands one to ``callback`` after every epoch (and every ``checkpoint_every``
+steps), and takes one back as ``resume``. Resuming replays nothing: the epoch's order of
+the data is recomputed from the seed and the epoch, the random number generators, the
+optimiser state and the partial sums of the epoch are restored, so on the CPU a resumed
+run takes bit for bit the steps the uninterrupted run takes.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pyro
 import pyro.optim
 import torch
-from pyro import poutine
-from pyro.infer import ELBO, SVI
+from pyro.infer import ELBO
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from pyrovae.datasets import get_binarization
-from pyrovae.errors import PyrovaeError
+from pyrovae.errors import NonFiniteError, PyrovaeError
 from pyrovae.marginal import elbo_terms
 from pyrovae.objectives import LatentScale, Trace_ELBO, get_loss
+from pyrovae.svi import ELBOLoss, FastSVI
 
 History = dict[str, list[float]]
-#: Called after every epoch with the epoch index (from 0), the history so far and the
-#: optimiser; returning ``False`` stops training.
-Callback = Callable[[int, History, pyro.optim.PyroOptim], Any]
 
-HISTORY_KEYS = ("epoch", "steps", "seconds", "train_elbo", "kl_weight")
+HISTORY_KEYS = ("epoch", "steps", "seconds", "train_elbo", "kl_weight", "lr")
 VALIDATION_KEYS = ("val_elbo", "val_log_likelihood", "val_kl")
+#: What ``on_nan`` may be: stop with an error, or go back to the last good state.
+ON_NAN = ("stop", "retry")
 
 
-class FastSVI(SVI):
-    """``pyro.infer.SVI`` with one fused optimiser over all parameters and no host sync.
+@dataclass
+class TrainState:
+    """Where a run stands: enough to continue it exactly.
 
-    Pyro's ``SVI.step`` records the parameters on every step, gives each parameter its
-    own optimiser and returns the loss as a Python float (a host-device sync). This
-    subclass finds the parameters once (again whenever the parameter store grows),
-    steps them all with one torch optimiser built from the Pyro optimiser's constructor
-    and arguments (fused or foreach where torch has it), and :meth:`step_tensor` leaves
-    the loss on the device. ``step`` keeps SVI's contract and returns a float. It falls
-    back to ``SVI.step`` for Pyro optimisers with per-parameter arguments or gradient
-    clipping.
+    Attributes
+    ----------
+    epoch
+        Completed epochs.
+    step
+        Steps completed in the epoch under way (0 at an epoch boundary).
+    global_step
+        Steps completed in all.
+    epoch_loss
+        Sum of the losses of the epoch's completed steps (a 0-dim tensor).
+    epoch_seconds
+        Time spent in them.
+    history
+        The per-epoch history so far.
+    optim_state
+        The optimiser's ``state_dict`` (learning rates included), or None.
+    rng
+        Torch's random number generator states: ``"cpu"`` and, per GPU, ``"cuda"``.
+    retries
+        Restarts after non-finite steps so far.
+    end_of_epoch
+        Whether this state was taken at the end of an epoch (else every N steps).
     """
 
-    def __init__(
-        self,
-        model: Callable,
-        guide: Callable,
-        optim: Any,
-        loss: ELBO,
-        loss_module: nn.Module | None = None,
-        loss_scale: float = 1.0,
-        **kwargs: Any,
-    ):
-        super().__init__(model, guide, optim, loss, **kwargs)
-        self.elbo = loss
-        # Under torch.distributed: the loss as a DistributedDataParallel module, whose
-        # backward pass averages the gradients over processes; loss_scale (the number
-        # of processes) turns that average back into the sum over the global batch.
-        self.loss_module = loss_module
-        self.loss_scale = loss_scale
-        self.torch_optim: torch.optim.Optimizer | None = None
-        self._seen: set[int] = set()
-        self._store_size = -1
-        self.fast = not callable(optim.pt_optim_args) and not optim.pt_clip_args
+    epoch: int = 0
+    step: int = 0
+    global_step: int = 0
+    epoch_loss: torch.Tensor = field(default_factory=lambda: torch.zeros(()))
+    epoch_seconds: float = 0.0
+    history: History = field(default_factory=dict)
+    optim_state: dict | None = None
+    rng: dict | None = None
+    retries: int = 0
+    end_of_epoch: bool = True
 
-    def _loss_and_backward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
-        if self.loss_module is not None:
-            loss = self.loss_module(*args, **kwargs)  # this process's share of the batch
-            (loss * self.loss_scale).backward()
-            return loss.detach()
-        if hasattr(self.elbo, "differentiable_loss"):
-            loss = self.elbo.differentiable_loss(self.model, self.guide, *args, **kwargs)
-            if loss.requires_grad:
-                loss.backward()
-            return loss.detach()
-        return torch.as_tensor(self.loss_and_grads(self.model, self.guide, *args, **kwargs))
+    def to_dict(self) -> dict[str, Any]:
+        """Tensors and plain data only, for ``torch.save`` / ``torch.load(weights_only)``."""
+        return {
+            "epoch": self.epoch,
+            "step": self.step,
+            "global_step": self.global_step,
+            "epoch_loss": self.epoch_loss.detach().cpu(),
+            "epoch_seconds": self.epoch_seconds,
+            "history": self.history,
+            "optim_state": self.optim_state,
+            "rng": self.rng,
+            "retries": self.retries,
+            "end_of_epoch": self.end_of_epoch,
+        }
 
-    def _add_params(self, params: list[torch.Tensor]) -> None:
-        new = [p for p in params if id(p) not in self._seen]
-        if not new:
-            return
-        self._seen.update(id(p) for p in new)
-        if self.torch_optim is not None:
-            self.torch_optim.add_param_group({"params": new})
-            return
-        ctor, kwargs = self.optim.pt_optim_constructor, dict(self.optim.pt_optim_args)
-        for extra in ({"fused": True}, {"foreach": True}, {}):
-            try:
-                self.torch_optim = ctor(new, **kwargs, **extra)
-                return
-            except (TypeError, RuntimeError, ValueError):
-                continue
-
-    def step_tensor(self, *args: Any, **kwargs: Any) -> torch.Tensor:
-        """One SVI step; returns the loss as a 0-dim tensor on the device."""
-        if not self.fast:
-            return torch.as_tensor(super().step(*args, **kwargs))
-        store = pyro.get_param_store()
-        if len(store) != self._store_size or self.torch_optim is None:
-            with poutine.trace(param_only=True) as capture:
-                loss = self._loss_and_backward(*args, **kwargs)
-            self._add_params(
-                [site["value"].unconstrained() for site in capture.trace.nodes.values()]
-            )
-            self._store_size = len(store)
-        else:
-            loss = self._loss_and_backward(*args, **kwargs)
-        if self.torch_optim is not None:
-            self.torch_optim.step()
-            self.torch_optim.zero_grad(set_to_none=True)
-        return loss
-
-    def step(self, *args: Any, **kwargs: Any) -> float:
-        """One SVI step; returns the loss as a float, like ``pyro.infer.SVI.step``."""
-        return float(self.step_tensor(*args, **kwargs))
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainState:
+        try:
+            return cls(**d)
+        except TypeError as err:
+            raise PyrovaeError(f"the checkpoint's training state is incomplete: {err}") from None
 
 
-class ELBOLoss(nn.Module):
-    """The loss of a model/guide pair as a module whose parameters are ``owner``'s.
+#: Called with the :class:`TrainState` after every epoch (and every ``checkpoint_every``
+#: steps); returning ``False`` stops training.
+Callback = Callable[[TrainState], Any]
 
-    ``DistributedDataParallel`` wraps modules, not Pyro programs; this module's forward
-    is the ELBO's ``differentiable_loss``, and its parameters are those of the module
-    that owns the model and the guide (a :class:`~pyrovae.VAE`).
-    """
 
-    def __init__(self, owner: nn.Module, elbo: ELBO, model: Callable, guide: Callable) -> None:
-        super().__init__()
-        if not hasattr(elbo, "differentiable_loss"):
-            raise PyrovaeError(
-                f"distributed training needs an ELBO with differentiable_loss; "
-                f"{type(elbo).__name__} has none"
-            )
-        self.owner = owner
-        self.elbo, self.model, self.guide = elbo, model, guide
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    state: dict[str, Any] = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
 
-    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
-        return self.elbo.differentiable_loss(self.model, self.guide, *args, **kwargs)
+
+def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def _world() -> tuple[int, int]:
@@ -257,6 +238,11 @@ def fit(
     beta: float = 1.0,
     kl_warmup: float = 0.0,
     amp: bool = False,
+    checkpoint_every: int | None = None,
+    resume: TrainState | None = None,
+    on_nan: str = "stop",
+    max_retries: int = 3,
+    nan_check_every: int | None = None,
 ) -> History:
     """Train a model/guide pair by stochastic variational inference.
 
@@ -272,7 +258,8 @@ def fit(
     epochs, batch_size, lr
         Passes over the data, minibatch size, Adam learning rate.
     loss
-        A Pyro ELBO instance (``Trace_ELBO()`` by default, any other Pyro ELBO works) or a
+        A Pyro ELBO instance (:class:`pyrovae.objectives.Trace_ELBO`, Pyro's
+        ``Trace_ELBO`` with a fast path, by default; any other Pyro ELBO works) or a
         name from ``pyrovae.objectives.LOSSES``.
     optim
         A Pyro optimiser; ``pyro.optim.Adam({"lr": lr})`` by default.
@@ -288,7 +275,9 @@ def fit(
     validation
         Held-out data for the per-epoch validation ELBO, or ``None``.
     callback
-        ``callback(epoch, history, optim)`` after every epoch; ``False`` stops training.
+        ``callback(state)`` with a :class:`TrainState` after every epoch and every
+        ``checkpoint_every`` steps; ``False`` stops training. This is where checkpoints
+        are written.
     eval_batch_size
         Datapoints per pass when evaluating the validation ELBO.
     beta
@@ -303,6 +292,21 @@ def fit(
         matrix products run in half precision and every density is computed in full
         precision. Worth it on GPUs with bfloat16 tensor cores; evaluation always runs
         in full precision.
+    checkpoint_every
+        Also call ``callback`` every this many steps within an epoch (None: only at the
+        end of each epoch).
+    resume
+        A :class:`TrainState` to continue from (the parameters themselves must already
+        be those saved with it).
+    on_nan
+        What a NaN or infinite loss or gradient does: ``"stop"`` raises
+        :class:`~pyrovae.errors.NonFiniteError` naming the epoch and step;
+        ``"retry"`` goes back to the last state handed to ``callback`` (or the start),
+        halves the learning rate and carries on, at most ``max_retries`` times.
+    nan_check_every
+        Check every this many steps (default: every step on the CPU, where the check is
+        cheap; every 50 on a GPU, where it is a host sync). The bad step itself is never
+        applied when it is a checked one.
 
     Under ``torch.distributed`` (for example launched by ``torchrun``), each process
     takes its share of every global minibatch of ``batch_size``, gradients are averaged
@@ -321,6 +325,12 @@ def fit(
     _check_positive(lr=lr)
     if not beta >= 0 or not kl_warmup >= 0:
         raise PyrovaeError(f"beta and kl_warmup must be >= 0, got {beta} and {kl_warmup}")
+    if on_nan not in ON_NAN:
+        raise PyrovaeError(f"unknown on_nan {on_nan!r}; choose one of: stop, retry")
+    if checkpoint_every is not None and (
+        not isinstance(checkpoint_every, int) or checkpoint_every < 1
+    ):
+        raise PyrovaeError(f"checkpoint_every must be a positive integer, got {checkpoint_every}")
     model, guide = _model_and_guide(vae_or_model_guide)
     dev = resolve_device(device)
     rank, world = _world()
@@ -331,6 +341,7 @@ def fit(
         loss = get_loss(loss)
     loss = loss if loss is not None else Trace_ELBO()
     optim = optim if optim is not None else pyro.optim.Adam({"lr": lr})
+    nan_check_every = nan_check_every or (50 if dev.type == "cuda" else 1)
 
     pyro.set_rng_seed(seed)
     x_train = as_data(data, "training data")
@@ -364,38 +375,101 @@ def fit(
         )
         pyro.set_rng_seed(seed + rank)  # own noise per process; the order is shared
     svi = FastSVI(train_model, train_guide, optim, loss, loss_module, float(world))
-    warmup_steps = kl_warmup * math.ceil(x_train.shape[0] / batch_size)
-    step = 0
-    keys = HISTORY_KEYS + (VALIDATION_KEYS if x_val is not None else ())
-    history: History = {k: [] for k in keys}
+
     n = x_train.shape[0]
-    bar = tqdm(range(epochs), desc="epochs", disable=not progress or rank > 0, unit="epoch")
-    for epoch in bar:
-        start = time.perf_counter()
+    steps_per_epoch = math.ceil(n / batch_size)
+    warmup_steps = kl_warmup * steps_per_epoch
+    keys = HISTORY_KEYS + (VALIDATION_KEYS if x_val is not None else ())
+
+    def snapshot(state: TrainState) -> TrainState:
+        """A copy of ``state`` with the current optimiser and generator states."""
+        state = copy.copy(state)
+        state.history = copy.deepcopy(state.history)
+        state.optim_state = svi.optim_state()
+        state.rng = _rng_state(dev)
+        return state
+
+    state = copy.copy(resume) if resume is not None else TrainState(history={k: [] for k in keys})
+    if resume is not None:
+        svi.load_optim_state(resume.optim_state)
+        if resume.rng is not None:
+            _set_rng_state(resume.rng, dev)
+    good = snapshot(state)  # where a retry goes back to
+    good_params: list[torch.Tensor] | None = None
+
+    bar = tqdm(
+        total=epochs,
+        initial=state.epoch,
+        desc="epochs",
+        unit="epoch",
+        disable=not progress or rank > 0,
+    )
+    while state.epoch < epochs:
         # The order comes from its own generator, seeded by seed and epoch, so that every
-        # process of a distributed run walks the data in the same order.
-        order_gen = torch.Generator(device=x_train.device).manual_seed(seed * 100_003 + epoch)
+        # process of a distributed run, and a resumed run, walks the data in that order.
+        order_gen = torch.Generator(device=x_train.device)
+        order_gen.manual_seed(seed * 100_003 + state.epoch)
         order = torch.randperm(n, device=x_train.device, generator=order_gen)
-        total = x_train.new_zeros((), device=dev)
-        steps = 0
-        for i in range(0, n, batch_size):
-            index = order[i : i + batch_size].tensor_split(world)[rank]
-            batch = x_train[index].to(dev, non_blocking=True)
-            if warmup_steps:
-                kl_weight.scale = beta * min(1.0, (step + 1) / warmup_steps)
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-                total += svi.step_tensor(binarization.batch(batch))
-            steps += 1
-            step += 1
+        total = state.epoch_loss.to(dev)
+        start = time.perf_counter() - state.epoch_seconds
+        try:
+            for step in range(state.step, steps_per_epoch):
+                index = order[step * batch_size : (step + 1) * batch_size]
+                batch = x_train[index.tensor_split(world)[rank]].to(dev, non_blocking=True)
+                if warmup_steps:
+                    kl_weight.scale = beta * min(1.0, (state.global_step + 1) / warmup_steps)
+                checked = (state.global_step + 1) % nan_check_every == 0
+                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+                    total = total + svi.step_tensor(
+                        binarization.batch(batch), check_finite=checked
+                    )
+                state.step, state.global_step = step + 1, state.global_step + 1
+                if (
+                    checkpoint_every
+                    and state.step % checkpoint_every == 0
+                    and (state.step < steps_per_epoch)
+                ):
+                    state.epoch_loss, state.end_of_epoch = total.detach(), False
+                    state.epoch_seconds = time.perf_counter() - start
+                    good, good_params = snapshot(state), [p.detach().clone() for p in svi.params]
+                    if rank == 0 and callback is not None and callback(good) is False:
+                        return state.history
+        except NonFiniteError as err:
+            where = f"epoch {state.epoch + 1}, step {state.step + 1} of {steps_per_epoch}"
+            if on_nan == "stop" or state.retries >= max_retries:
+                tried = f" after {state.retries} retries" if state.retries else ""
+                raise NonFiniteError(
+                    f"training stopped at {where}{tried}: {err}; lower the learning rate "
+                    "or let it retry (on_nan='retry', --on-nan retry)",
+                    state.epoch + 1,
+                    state.step + 1,
+                ) from None
+            if progress and rank == 0:
+                bar.write(
+                    f"non-finite step at {where}: {err}; back to the last good state "
+                    "with half the learning rate"
+                )
+            retries, lowered = state.retries + 1, 0.5 * _lr(svi, optim)
+            state = copy.copy(good)
+            state.history = copy.deepcopy(good.history)
+            state.retries = retries
+            with torch.no_grad():
+                for p, saved in zip(svi.params, good_params or svi.initial_values, strict=True):
+                    p.copy_(saved)
+            svi.load_optim_state(good.optim_state)
+            svi.set_lr(lowered)
+            _set_rng_state(good.rng, dev)
+            continue
+
         if world > 1:
             torch.distributed.all_reduce(total)
-        train_elbo = -float(total) / n  # the epoch's one host-device sync
         record = {
-            "epoch": epoch + 1,
-            "steps": steps,
+            "epoch": state.epoch + 1,
+            "steps": steps_per_epoch,
+            "train_elbo": -float(total) / n,  # the epoch's one host-device sync
             "seconds": time.perf_counter() - start,
-            "train_elbo": train_elbo,
             "kl_weight": kl_weight.scale,
+            "lr": _lr(svi, optim),
         }
         if x_val is not None:
             terms = elbo_terms(model, guide, x_val, batch_size=eval_batch_size)
@@ -404,19 +478,30 @@ def fit(
                 val_log_likelihood=float(terms.log_likelihood.mean()),
                 val_kl=float(terms.kl.mean()),
             )
-        for key, value in record.items():
-            history[key].append(value)
+        for key in keys:
+            state.history.setdefault(key, []).append(record[key])
+        state.epoch, state.step = state.epoch + 1, 0
+        state.epoch_loss, state.epoch_seconds, state.end_of_epoch = total.new_zeros(()), 0.0, True
+        bar.update(1)
         if progress and rank == 0:
-            line = f"epoch {epoch + 1}/{epochs}  train ELBO {record['train_elbo']:.2f}"
+            line = f"epoch {state.epoch}/{epochs}  train ELBO {record['train_elbo']:.2f}"
             if x_val is not None:
                 line += f"  val ELBO {record['val_elbo']:.2f}"
             bar.write(line + f" nats/datapoint  ({record['seconds']:.1f} s)")
+        good, good_params = snapshot(state), [p.detach().clone() for p in svi.params]
         stop = torch.zeros((), dtype=torch.int32, device=dev)
-        if rank == 0 and callback is not None and callback(epoch, history, optim) is False:
+        if rank == 0 and callback is not None and callback(good) is False:
             stop.fill_(1)
         if world > 1:
             torch.distributed.broadcast(stop, 0)
         if stop:
             break
     bar.close()
-    return history
+    return state.history
+
+
+def _lr(svi: FastSVI, optim: Any) -> float:
+    if svi.torch_optim is not None:
+        return float(svi.torch_optim.param_groups[0]["lr"])
+    args = optim.pt_optim_args
+    return float(args.get("lr", math.nan)) if isinstance(args, dict) else math.nan

@@ -74,7 +74,7 @@ def test_missing_and_unreadable_files(tmp_path):
     with pytest.raises(PyrovaeError, match="does not exist"):
         load_dataset(str(tmp_path / "missing.npy"))
     (tmp_path / "junk.npz").write_bytes(b"junk")
-    with pytest.raises(PyrovaeError, match="cannot read"):
+    with pytest.raises(PyrovaeError, match="corrupt or not a .npz file"):
         load_dataset(str(tmp_path / "junk.npz"))
     with pytest.raises(PyrovaeError, match="unknown dataset 'imagenet'"):
         load_dataset("imagenet")

@@ -103,9 +103,9 @@ def test_a_user_written_model_and_guide_train_through_fit(sample):
 def test_callback_sees_each_epoch_and_can_stop(sample):
     seen = []
 
-    def callback(epoch, history, optim):
-        seen.append((epoch, len(history["epoch"])))
-        return epoch < 1
+    def callback(state):
+        seen.append((state.epoch, len(state.history["epoch"])))
+        return state.epoch < 2
 
     history = pyrovae.fit(
         VAE(z_dim=2, hidden=(8,)),
@@ -115,7 +115,7 @@ def test_callback_sees_each_epoch_and_can_stop(sample):
         progress=False,
         callback=callback,
     )
-    assert seen == [(0, 1), (1, 2)] and history["epoch"] == [1, 2]
+    assert seen == [(1, 1), (2, 2)] and history["epoch"] == [1, 2]
 
 
 @pytest.mark.parametrize(
