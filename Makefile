@@ -1,12 +1,12 @@
 # Two commands set everything up on a fresh machine (Python 3.10+, no GPU needed):
 #   make demo   install into .venv, train the default VAE on the bundled MNIST sample
-#   make test   install into .venv, run the test suite and the linter
+#   make test   install into .venv, run the test suite, the linter and the docs build
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint docs bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,10 +21,14 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 	$(BIN)/ruff check pyrovae tests examples benchmarks
+	$(BIN)/python -m sphinx -W --keep-going -q -b html docs docs/_build/html
 
 lint: $(STAMP)
 	$(BIN)/ruff check pyrovae tests examples benchmarks
 	$(BIN)/ruff format --check pyrovae tests examples benchmarks
+
+docs: $(STAMP)
+	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_vs_pytorch.py

@@ -24,7 +24,7 @@ import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -140,3 +140,50 @@ def load(run_dir: str | Path, device: str | torch.device = "cpu"):
             f"checkpoint in {run_dir} does not match its config.json: {msg}"
         ) from None
     return vae.to(device).eval()
+
+
+class Run(NamedTuple):
+    """A trained run: its VAE, config, dataset, and held-out data as the model sees them."""
+
+    vae: Any
+    config: dict[str, Any]
+    data: Any
+    heldout: torch.Tensor
+
+
+def load_run(
+    run_dir: str | Path,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    device: str | torch.device = "cpu",
+) -> Run:
+    """Load a run folder with its data: the held-out split binarised as in training.
+
+    Parameters
+    ----------
+    run_dir
+        A folder written by ``pyrovae train``.
+    dataset, data_dir
+        Other data to use instead of the run's own (a dataset name or a path).
+    device
+        Where to put the VAE and the held-out data.
+    """
+    from pyrovae.datasets import get_binarization, load_dataset
+    from pyrovae.training import resolve_device
+
+    dev = resolve_device(device)
+    if not Path(run_dir).is_dir():
+        raise PyrovaeError(f"run folder {run_dir} does not exist")
+    config = read_json(Path(run_dir) / CONFIG)
+    vae = load(run_dir, device=dev)
+    try:
+        data_cfg, seed = config["data"], config["train"]["seed"]
+        name = dataset or data_cfg["dataset"]
+        data = load_dataset(name, data_dir or (None if dataset else data_cfg["data_dir"]))
+        binarization = get_binarization(data_cfg["binarize"])
+    except KeyError as err:
+        raise PyrovaeError(f"{Path(run_dir) / CONFIG} lacks the setting {err}") from None
+    binarization.check(data.test)
+    heldout = binarization.heldout(data.test, seed).to(dev)
+    vae.check_data(heldout)
+    return Run(vae, config, data, heldout)

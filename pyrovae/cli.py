@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pyrovae import __version__
 from pyrovae.errors import NonFiniteError, PyrovaeError
 
@@ -204,6 +206,12 @@ def _add_train(p: argparse.ArgumentParser) -> None:
         "to the last good checkpoint with half the learning rate (at most 3 times)",
     )
     out.add_argument("--no-progress", action="store_true", help="no progress bar")
+    out.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also log the per-epoch history to RUN_DIR/tensorboard (needs the tensorboard "
+        "package)",
+    )
 
 
 def _check_out(out: Path, force: bool) -> None:
@@ -328,6 +336,7 @@ def _train(args: argparse.Namespace) -> None:
             f"{'s' if resume.epoch != 1 else ''}; pass --epochs N with "
             f"N > {resume.epoch} to train further"
         )
+    log_scalars = _tensorboard(out) if args.tensorboard and rank == 0 else None
     _barrier()  # every process has checked --out before the first one writes there
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
@@ -345,6 +354,8 @@ def _train(args: argparse.Namespace) -> None:
             },
         )
         write(out / HISTORY, state.history)
+        if log_scalars is not None and state.end_of_epoch:
+            log_scalars(state.history)
 
     try:
         history = fit(
@@ -379,7 +390,33 @@ def _train(args: argparse.Namespace) -> None:
     if not (out / CHECKPOINT).exists():  # --epochs 0: the untrained VAE
         save(TrainState(history=history))
     _figures(vae, data, out, train_cfg["seed"], binarization)
-    print(f"wrote {out}/ (config.json, checkpoint.pt, history.json, figures)")
+    from pyrovae.report import write_report
+
+    write_report(out, device=args.device)
+    print(f"wrote {out}/ (config.json, checkpoint.pt, history.json, figures, report.html)")
+
+
+def _tensorboard(out: Path):
+    """A function that logs the last epoch of a history to TensorBoard under out."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise PyrovaeError(
+            "--tensorboard needs the tensorboard package: pip install tensorboard "
+            "(or pip install 'pyrovae[tensorboard]')"
+        ) from None
+    writer: list = []
+
+    def log(history: dict) -> None:
+        if not writer:  # created at the first epoch, once the run folder exists
+            writer.append(SummaryWriter(log_dir=str(out / "tensorboard")))
+        epoch = history["epoch"][-1]
+        for key, values in history.items():
+            if key != "epoch" and values:
+                writer[0].add_scalar(key, values[-1], epoch)
+        writer[0].flush()
+
+    return log
 
 
 def _init_distributed(device: str) -> int:
@@ -434,23 +471,10 @@ def _add_run_data(p: argparse.ArgumentParser) -> None:
 
 def _load_run(args: argparse.Namespace):
     """The run's VAE and config, and its held-out data, binarised as in training."""
-    from pyrovae.checkpoint import CONFIG, load, read_json
-    from pyrovae.datasets import get_binarization, load_dataset
-    from pyrovae.training import resolve_device
+    from pyrovae.checkpoint import load_run
 
-    device = resolve_device(args.device)
-    if not Path(args.run_dir).is_dir():
-        raise PyrovaeError(f"run folder {args.run_dir} does not exist")
-    config = read_json(Path(args.run_dir) / CONFIG)
-    vae = load(args.run_dir, device=device)
-    data_cfg = config["data"]
-    name = args.dataset or data_cfg["dataset"]
-    data = load_dataset(name, args.data_dir or (None if args.dataset else data_cfg["data_dir"]))
-    binarization = get_binarization(data_cfg["binarize"])
-    binarization.check(data.test)
-    x = binarization.heldout(data.test, config["train"]["seed"]).to(device)
-    vae.check_data(x)
-    return vae, config, data, x
+    run = load_run(args.run_dir, args.dataset, args.data_dir, args.device)
+    return run.vae, run.config, run.data, run.heldout
 
 
 def _add_evaluate(p: argparse.ArgumentParser) -> None:
@@ -569,7 +593,198 @@ def _evaluate(args: argparse.Namespace) -> None:
     path = Path(args.run_dir) / "metrics.json"
     old = read_json(path) if path.exists() else {}
     write_json(path, {**old, **metrics})
+    from pyrovae.checkpoint import atomic_write
+    from pyrovae.report import LOG_PX
+
+    per_datapoint = est.per_datapoint.cpu().numpy()
+    atomic_write(Path(args.run_dir) / LOG_PX, lambda f: np.save(f, per_datapoint))
+    print(f"wrote {path} and {LOG_PX}")
+
+
+# ------------------------------------------------------------------- using a run
+def _save_png(fig, out: str) -> None:
+    from pyrovae.checkpoint import atomic_write
+
+    path = Path(out)
+    if path.suffix.lower() != ".png":
+        raise PyrovaeError(f"--out {out} must end in .png")
+    if not path.parent.is_dir():
+        raise PyrovaeError(f"--out {out}: folder {path.parent} does not exist")
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
     print(f"wrote {path}")
+
+
+def _save_array(array, out: str) -> None:
+    from pyrovae.checkpoint import atomic_write
+
+    path = Path(out)
+    if path.suffix != ".npy":
+        raise PyrovaeError(f"--out {out} must end in .npy")
+    if not path.parent.is_dir():
+        raise PyrovaeError(f"--out {out}: folder {path.parent} does not exist")
+    atomic_write(path, lambda f: np.save(f, array))
+    print(f"wrote {path} {tuple(array.shape)}")
+
+
+def _add_report(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by pyrovae train")
+    p.add_argument("--data-dir", help="folder with the torchvision files (no download)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
+
+
+def _report(args: argparse.Namespace) -> None:
+    from pyrovae.report import write_report
+
+    print(f"wrote {write_report(args.run_dir, device=args.device, data_dir=args.data_dir)}")
+
+
+def _add_sample(p: argparse.ArgumentParser) -> None:
+    _add_report(p)
+    p.add_argument("--n", type=_positive_int, default=64, help="how many samples (default 64)")
+    p.add_argument("--out", required=True, help="the PNG file to write")
+    p.add_argument("--seed", type=int, default=0, help="default 0")
+
+
+def _sample(args: argparse.Namespace) -> None:
+    from pyrovae import plots
+    from pyrovae.checkpoint import load
+    from pyrovae.training import resolve_device
+
+    vae = load(args.run_dir, device=resolve_device(args.device))
+    _save_png(plots.prior_samples(vae, args.n, seed=args.seed), args.out)
+
+
+def _add_interpolate(p: argparse.ArgumentParser) -> None:
+    _add_run_data(p)
+    p.add_argument("--out", required=True, help="the PNG file to write")
+    p.add_argument(
+        "--steps",
+        type=_number(int, 1, True, "an integer >= 2"),
+        default=10,
+        help="images per row (default 10)",
+    )
+    p.add_argument(
+        "--pairs",
+        type=_positive_int,
+        default=4,
+        help="how many pairs of held-out inputs, one row each (default 4)",
+    )
+
+
+def _interpolate(args: argparse.Namespace) -> None:
+    from pyrovae import plots
+
+    vae, _, _, x = _load_run(args)
+    pairs = [(2 * i, 2 * i + 1) for i in range(args.pairs)]
+    _save_png(plots.interpolation(vae, x[: 2 * args.pairs], pairs, args.steps), args.out)
+
+
+def _add_encode(p: argparse.ArgumentParser) -> None:
+    _add_run_data(p)
+    p.add_argument("--out", required=True, help="the .npy file to write, shape (N, z_dim)")
+    p.add_argument(
+        "--split",
+        choices=["train", "test"],
+        default="test",
+        help="which split to encode (default test)",
+    )
+
+
+def _encode(args: argparse.Namespace) -> None:
+    from pyrovae.applications import latent_means
+    from pyrovae.datasets import get_binarization
+
+    vae, config, data, x = _load_run(args)
+    if args.split == "train":
+        binarization = get_binarization(config["data"]["binarize"])
+        x = binarization.heldout(data.train, config["train"]["seed"]).to(x.device)
+    _save_array(latent_means(vae, x).cpu().numpy(), args.out)
+
+
+def _add_score(p: argparse.ArgumentParser) -> None:
+    _add_run_data(p)
+    p.add_argument("--out", required=True, help="the .npy file to write, one score each")
+    p.add_argument(
+        "--num-samples",
+        type=_positive_int,
+        default=1000,
+        help="importance samples K (default 1000)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the estimator (default 0)")
+
+
+def _score(args: argparse.Namespace) -> None:
+    import warnings
+
+    import pyro
+
+    from pyrovae.applications import anomaly_scores
+
+    vae, _, _, x = _load_run(args)
+    pyro.set_rng_seed(args.seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a poor proposal on unusual data is the point
+        scores = anomaly_scores(vae.model, vae.guide, x, num_samples=args.num_samples)
+    _save_array(scores.cpu().numpy(), args.out)
+
+
+def _add_impute(p: argparse.ArgumentParser) -> None:
+    from pyrovae.applications import MASKS
+
+    _add_run_data(p)
+    p.add_argument("--out", required=True, help="the .npy file to write: the filled data")
+    p.add_argument(
+        "--mask",
+        default="bottom-half",
+        help=f"which pixels are missing: {', '.join(MASKS)}, or a .npy file of "
+        "booleans shaped like the data (default bottom-half)",
+    )
+    p.add_argument(
+        "--num-samples",
+        type=_positive_int,
+        default=100,
+        help="importance samples per datapoint (default 100)",
+    )
+    p.add_argument("--figure", help="also write a PNG of inputs, masked inputs and fills")
+    p.add_argument("--seed", type=int, default=0, help="default 0")
+
+
+def _impute(args: argparse.Namespace) -> None:
+    import pyro
+    import torch
+
+    from pyrovae import plots
+    from pyrovae.applications import MASKS, impute
+
+    vae, _, data, x = _load_run(args)
+    if args.mask in MASKS:
+        if vae.image_shape is None:
+            raise PyrovaeError(f"--mask {args.mask} needs image data; pass a .npy mask")
+        missing = MASKS[args.mask](tuple(x.shape), vae.image_shape)
+    else:
+        try:
+            missing = torch.from_numpy(np.load(args.mask, allow_pickle=False)).bool()
+        except (OSError, ValueError) as err:
+            raise PyrovaeError(f"cannot read --mask {args.mask}: {err}") from None
+        if missing.shape != x.shape:
+            raise PyrovaeError(
+                f"--mask has shape {tuple(missing.shape)}; the data {tuple(x.shape)}"
+            )
+    missing = missing.to(x.device)
+    pyro.set_rng_seed(args.seed)
+    fill = data.train.mean(0).to(x.device)
+    filled = impute(vae, x, missing, num_samples=args.num_samples, fill=fill)
+    _save_array(filled.cpu().numpy(), args.out)
+    if args.figure:
+        n = min(8, x.shape[0])
+        rows = torch.cat([x[:n], torch.where(missing[:n], 0.5, x[:n]), filled[:n]])
+        fig = plots.image_rows(
+            rows,
+            vae.image_shape,
+            n,
+            "inputs / missing pixels in grey / imputed (mean of p(x_miss | x_obs))",
+        )
+        _save_png(fig, args.figure)
 
 
 # ------------------------------------------------------------------------------ main
@@ -582,6 +797,28 @@ COMMANDS: dict[str, Command] = {
         "estimate the held-out ELBO and log p(x) of a run; writes RUN_DIR/metrics.json",
         _add_evaluate,
         _evaluate,
+    ),
+    "report": (
+        "write RUN_DIR/report.html: config, curves, metrics, figures",
+        _add_report,
+        _report,
+    ),
+    "sample": ("draw images from the prior into a PNG", _add_sample, _sample),
+    "interpolate": (
+        "interpolate between held-out inputs in latent space, into a PNG",
+        _add_interpolate,
+        _interpolate,
+    ),
+    "encode": ("write the latent means of a split to .npy (embeddings)", _add_encode, _encode),
+    "score": (
+        "write -log p(x) of each held-out datapoint to .npy (anomaly scores)",
+        _add_score,
+        _score,
+    ),
+    "impute": (
+        "fill missing pixels of held-out data given the observed ones",
+        _add_impute,
+        _impute,
     ),
 }
 

@@ -202,9 +202,13 @@ class DiscretizedLogisticMixtureDist(_PixelDistribution):
             x < -0.999, log_cdf_plus, torch.where(x > 0.999, log_sf_minus, log_delta)
         )
 
-    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+    def pixel_log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        """log P(x_d) for every pixel d."""
         log_w = self.logits.log_softmax(-2)
-        return (log_w + self._bin_log_probs(value)).logsumexp(-2).sum(-1)
+        return (log_w + self._bin_log_probs(value)).logsumexp(-2)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return self.pixel_log_prob(value).sum(-1)
 
     @torch.no_grad()
     def sample(self, sample_shape: tuple[int, ...] = ()) -> torch.Tensor:
@@ -237,11 +241,15 @@ class QuantizedCategoricalDist(_PixelDistribution):
         self.logits = logits
         super().__init__(logits.shape[:-2], logits.shape[-2:-1], validate_args=False)
 
-    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+    def pixel_log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        """log P(x_d) for every pixel d."""
         level = (value * (LEVELS - 1)).round().long().unsqueeze(-1)
         log_p = self.logits.log_softmax(-1)
         level = level.expand(*log_p.shape[:-1], 1)
-        return log_p.gather(-1, level).squeeze(-1).sum(-1)
+        return log_p.gather(-1, level).squeeze(-1)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return self.pixel_log_prob(value).sum(-1)
 
     @torch.no_grad()
     def sample(self, sample_shape: tuple[int, ...] = ()) -> torch.Tensor:

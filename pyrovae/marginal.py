@@ -254,16 +254,16 @@ def trace_log_weights(
     return log_weights_of(model_trace, guide_trace, num_particles, x, scaled)
 
 
-#: (datapoint, particle) pairs per pass on the CPU: passes this small keep their
-#: temporaries in cache and in reused heap memory, which measured about 1.7x faster than
-#: one large pass for the MNIST VAE.
+#: How many (datapoint, particle) pairs a pass holds on the CPU. Passes this small keep
+#: their temporaries in cache and in reused heap memory, which measured about 1.7x
+#: faster than one large pass for the MNIST VAE.
 ROWS_PER_PASS = 4096
 #: The same on a GPU, where larger passes keep the device busy.
 ROWS_PER_PASS_CUDA = 1 << 17
 
 
 #: Bytes per float number, times the temporaries that the log-densities and the
-#: networks' activations need beside each number a site holds: a deliberately high
+#: networks' activations need beside each number a site holds. A deliberately high
 #: estimate, measured at 4 to 6 for the MNIST VAE (benchmarks/marginal_vs_pytorch.py).
 BYTES_PER_NUMBER = 4 * 8
 

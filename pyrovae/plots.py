@@ -43,6 +43,15 @@ def _show(ax, grid: np.ndarray, title: str) -> None:
     ax.set_axis_off()
 
 
+def image_rows(images: torch.Tensor, image_shape: Sequence[int], ncol: int, title: str) -> Figure:
+    """Flat images ``(N, C*H*W)`` in rows of ``ncol``, with a title."""
+    nrow = math.ceil(images.shape[0] / ncol)
+    fig = Figure(figsize=(ncol * 0.6 + 0.4, nrow * 0.6 + 0.6))
+    _show(fig.subplots(), image_grid(images, image_shape, ncol), title)
+    fig.tight_layout()
+    return fig
+
+
 @torch.no_grad()
 def reconstructions(
     vae, x: torch.Tensor, image_shape: Sequence[int] | None = None, n: int = 16
@@ -73,5 +82,121 @@ def prior_samples(
     ncol = math.ceil(math.sqrt(n))
     fig = Figure(figsize=(ncol * 0.6 + 0.4, math.ceil(n / ncol) * 0.6 + 0.6))
     _show(fig.subplots(), image_grid(samples, shape, ncol), "samples: z ~ p(z), mean of p(x|z)")
+    fig.tight_layout()
+    return fig
+
+
+@torch.no_grad()
+def interpolation(
+    vae,
+    x: torch.Tensor,
+    pairs: Sequence[tuple[int, int]] = ((0, 1), (2, 3), (4, 5)),
+    steps: int = 10,
+    image_shape: Sequence[int] | None = None,
+) -> Figure:
+    """Rows of decoder means along the line between the latent means of pairs of inputs."""
+    from pyrovae.applications import interpolate
+
+    shape = _shape(vae, image_shape)
+    x = x.to(next(vae.parameters()).device)
+    pairs = [(a, b) for a, b in pairs if max(a, b) < x.shape[0]]
+    if not pairs:
+        raise PyrovaeError("interpolation needs at least two inputs")
+    rows = torch.cat([interpolate(vae, x[a], x[b], steps) for a, b in pairs])
+    fig = Figure(figsize=(steps * 0.6 + 0.4, len(pairs) * 0.6 + 0.6))
+    _show(fig.subplots(), image_grid(rows, shape, steps), "interpolation between latent means")
+    fig.tight_layout()
+    return fig
+
+
+@torch.no_grad()
+def latent_traversals(
+    vae,
+    x: torch.Tensor,
+    num_dims: int = 8,
+    span: float = 3.0,
+    steps: int = 9,
+    image_shape: Sequence[int] | None = None,
+) -> Figure:
+    """One row per latent coordinate (the ``num_dims`` with the most spread over ``x``),
+    moved through ``[-span, span]`` from the first input's latent mean."""
+    from pyrovae.applications import latent_means, traversals
+
+    shape = _shape(vae, image_shape)
+    x = x.to(next(vae.parameters()).device)
+    spread = latent_means(vae, x).std(0) if x.shape[0] > 1 else torch.ones(vae.z_dim)
+    dims = spread.argsort(descending=True)[: min(num_dims, vae.z_dim)].tolist()
+    rows = traversals(vae, x[0], dims, span, steps).reshape(-1, x.shape[-1])
+    fig = Figure(figsize=(steps * 0.6 + 0.4, len(dims) * 0.6 + 0.6))
+    title = f"latent traversals, z_d in [-{span:g}, {span:g}]: dims {dims}"
+    _show(fig.subplots(), image_grid(rows, shape, steps), title)
+    fig.tight_layout()
+    return fig
+
+
+@torch.no_grad()
+def latent_scatter(vae, x: torch.Tensor, labels: torch.Tensor | None = None) -> Figure:
+    """The latent means of ``x`` in 2-D (their first two principal components when
+    z has more dimensions), coloured by label."""
+    from pyrovae.applications import latent_means
+
+    z = latent_means(vae, x.to(next(vae.parameters()).device)).double().cpu()
+    if z.shape[1] > 2:
+        centred = z - z.mean(0)
+        _, _, v = torch.linalg.svd(centred, full_matrices=False)
+        z, axes = centred @ v[:2].T, ("PC 1", "PC 2")
+    elif z.shape[1] == 2:
+        axes = ("z_1", "z_2")
+    else:
+        z, axes = torch.cat([z, torch.zeros_like(z)], 1), ("z_1", "")
+    fig = Figure(figsize=(5.2, 4.4))
+    ax = fig.subplots()
+    if labels is None:
+        ax.scatter(z[:, 0], z[:, 1], s=4, alpha=0.7)
+    else:
+        colours = labels[: z.shape[0]].cpu().numpy()
+        points = ax.scatter(z[:, 0], z[:, 1], c=colours, s=4, cmap="tab10", alpha=0.7)
+        fig.colorbar(points, ax=ax, label="label")
+    ax.set_xlabel(axes[0])
+    ax.set_ylabel(axes[1])
+    ax.set_title("latent means" + (" (PCA)" if vae.z_dim > 2 else ""), fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(history: dict) -> Figure:
+    """Per-epoch ELBO (train and validation), reconstruction term and KL term, in nats."""
+    epochs = history.get("epoch", [])
+    fig = Figure(figsize=(10, 3.2))
+    left, middle, right = fig.subplots(1, 3)
+    left.plot(epochs, history.get("train_elbo", []), label="train")
+    if history.get("val_elbo"):
+        left.plot(epochs, history["val_elbo"], label="validation")
+    left.set_title("ELBO (nats per datapoint)", fontsize=10)
+    left.legend(fontsize=8)
+    if history.get("val_log_likelihood"):
+        middle.plot(epochs, history["val_log_likelihood"], color="C2")
+        right.plot(epochs, history["val_kl"], color="C3")
+    middle.set_title("reconstruction E_q[log p(x|z)]", fontsize=10)
+    right.set_title("KL(q(z|x) || p(z))", fontsize=10)
+    for ax in (left, middle, right):
+        ax.set_xlabel("epoch")
+    fig.tight_layout()
+    return fig
+
+
+def log_px_histogram(log_px: torch.Tensor | np.ndarray, bins: int = 50) -> Figure:
+    """Histogram of per-datapoint log p(x) estimates (nats)."""
+    values = np.asarray(log_px, dtype=np.float64).ravel()
+    fig = Figure(figsize=(5.2, 3.4))
+    ax = fig.subplots()
+    ax.hist(values, bins=bins, color="C0", alpha=0.85)
+    ax.axvline(
+        values.mean(), color="k", linestyle="--", linewidth=1, label=f"mean {values.mean():.2f}"
+    )
+    ax.set_xlabel("log p(x) (nats)")
+    ax.set_ylabel("datapoints")
+    ax.legend(fontsize=8)
+    ax.set_title("held-out log p(x), per datapoint", fontsize=10)
     fig.tight_layout()
     return fig

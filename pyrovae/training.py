@@ -58,7 +58,7 @@ History = dict[str, list[float]]
 
 HISTORY_KEYS = ("epoch", "steps", "seconds", "train_elbo", "kl_weight", "lr")
 VALIDATION_KEYS = ("val_elbo", "val_log_likelihood", "val_kl")
-#: What ``on_nan`` may be: stop with an error, or go back to the last good state.
+#: The values ``on_nan`` may take (stop with an error, or go back to the last good state).
 ON_NAN = ("stop", "retry")
 
 
@@ -308,6 +308,8 @@ def fit(
         cheap; every 50 on a GPU, where it is a host sync). The bad step itself is never
         applied when it is a checked one.
 
+    Notes
+    -----
     Under ``torch.distributed`` (for example launched by ``torchrun``), each process
     takes its share of every global minibatch of ``batch_size``, gradients are averaged
     by ``DistributedDataParallel``, and every process ends with the same parameters;
@@ -432,8 +434,10 @@ def fit(
                     state.epoch_loss, state.end_of_epoch = total.detach(), False
                     state.epoch_seconds = time.perf_counter() - start
                     good, good_params = snapshot(state), [p.detach().clone() for p in svi.params]
-                    if rank == 0 and callback is not None and callback(good) is False:
-                        return state.history
+                    if _should_stop(callback, good, rank, world, dev):
+                        break
+            if state.step < steps_per_epoch:  # stopped by the callback mid-epoch
+                break
         except NonFiniteError as err:
             where = f"epoch {state.epoch + 1}, step {state.step + 1} of {steps_per_epoch}"
             if on_nan == "stop" or state.retries >= max_retries:
@@ -489,15 +493,24 @@ def fit(
                 line += f"  val ELBO {record['val_elbo']:.2f}"
             bar.write(line + f" nats/datapoint  ({record['seconds']:.1f} s)")
         good, good_params = snapshot(state), [p.detach().clone() for p in svi.params]
-        stop = torch.zeros((), dtype=torch.int32, device=dev)
-        if rank == 0 and callback is not None and callback(good) is False:
-            stop.fill_(1)
-        if world > 1:
-            torch.distributed.broadcast(stop, 0)
-        if stop:
+        if _should_stop(callback, good, rank, world, dev):
             break
     bar.close()
+    if world > 1:  # no process leaves while another may still be receiving from it
+        torch.distributed.barrier()
     return state.history
+
+
+def _should_stop(
+    callback: Callback | None, state: TrainState, rank: int, world: int, dev: torch.device
+) -> bool:
+    """Call the callback on rank 0; every process learns whether it asked to stop."""
+    stop = torch.zeros((), dtype=torch.int32, device=dev)
+    if rank == 0 and callback is not None and callback(state) is False:
+        stop.fill_(1)
+    if world > 1:
+        torch.distributed.broadcast(stop, 0)
+    return bool(stop)
 
 
 def _lr(svi: FastSVI, optim: Any) -> float:

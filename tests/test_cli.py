@@ -342,3 +342,128 @@ def test_evaluate_with_a_memory_budget(run_dir, capsys):
     assert json.loads((run_dir / "metrics.json").read_text())["num_samples"] == 20
     code = main(["evaluate", str(run_dir), "--memory-budget", "plenty"])
     _one_line_error(capsys, code, 1, "cannot read memory size")
+
+
+def test_sample_interpolate_encode_score_impute_report(run_dir, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    assert main(["sample", str(run_dir), "--n", "9", "--out", str(out / "s.png")]) == 0
+    assert (
+        main(
+            [
+                "interpolate",
+                str(run_dir),
+                "--out",
+                str(out / "i.png"),
+                "--steps",
+                "5",
+                "--pairs",
+                "2",
+            ]
+        )
+        == 0
+    )
+    assert main(["encode", str(run_dir), "--out", str(out / "z.npy")]) == 0
+    assert main(["encode", str(run_dir), "--out", str(out / "ztr.npy"), "--split", "train"]) == 0
+    assert main(["score", str(run_dir), "--out", str(out / "s.npy"), "--num-samples", "5"]) == 0
+    assert (
+        main(
+            [
+                "impute",
+                str(run_dir),
+                "--out",
+                str(out / "f.npy"),
+                "--num-samples",
+                "5",
+                "--figure",
+                str(out / "f.png"),
+            ]
+        )
+        == 0
+    )
+    assert main(["report", str(run_dir)]) == 0
+    for png in ("s.png", "i.png", "f.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    assert np.load(out / "z.npy").shape == (60, 4) and np.load(out / "ztr.npy").shape == (240, 4)
+    scores = np.load(out / "s.npy")
+    assert scores.shape == (60,) and np.isfinite(scores).all() and (scores > 0).all()
+    filled = np.load(out / "f.npy")
+    assert filled.shape == (60, 784) and np.isfinite(filled).all()
+    assert (run_dir / "report.html").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["sample", "{run}", "--out", "{tmp}/x.jpg"], "must end in .png"),
+        (["encode", "{run}", "--out", "{tmp}/no/such/z.npy"], "does not exist"),
+        (
+            ["impute", "{run}", "--out", "{tmp}/f.npy", "--mask", "{tmp}/none.npy"],
+            "cannot read --mask",
+        ),
+    ],
+)
+def test_using_a_run_bad_input(run_dir, tmp_path, capsys, args, match):
+    args = [a.format(run=run_dir, tmp=tmp_path) for a in args]
+    _one_line_error(capsys, main(args), 1, match)
+
+
+def test_tensorboard_without_the_package_is_a_clear_error(tmp_path, tiny_npz, capsys, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_tensorboard(name, *args, **kwargs):
+        if name.startswith("torch.utils.tensorboard"):
+            raise ImportError("no tensorboard")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
+    out = tmp_path / "run"
+    code = main(["train", "--dataset", str(tiny_npz), "--out", str(out), *TINY, "--tensorboard"])
+    _one_line_error(capsys, code, 1, "pip install tensorboard")
+    assert not out.exists()
+
+
+def test_tensorboard_logs_every_epoch(tmp_path, tiny_npz, monkeypatch):
+    import sys
+    import types
+
+    logged = []
+
+    class Writer:
+        def __init__(self, log_dir):
+            logged.append(("dir", log_dir))
+
+        def add_scalar(self, key, value, step):
+            logged.append((key, step))
+
+        def flush(self):
+            pass
+
+    fake = types.ModuleType("torch.utils.tensorboard")
+    fake.SummaryWriter = Writer
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", fake)
+    out = tmp_path / "run"
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                str(tiny_npz),
+                "--out",
+                str(out),
+                "--epochs",
+                "2",
+                "--z-dim",
+                "4",
+                "--hidden",
+                "16",
+                "--no-progress",
+                "--tensorboard",
+            ]
+        )
+        == 0
+    )
+    assert logged[0] == ("dir", str(out / "tensorboard"))
+    assert ("train_elbo", 1) in logged and ("val_elbo", 2) in logged

@@ -11,11 +11,42 @@ TINY = {
     "standard_vae.py": ["--epochs", "1", "--limit", "300", "--num-samples", "5", "--out", "{tmp}"],
     "custom_model_guide.py": ["--epochs", "1", "--limit", "300", "--num-samples", "5"],
     "custom_prior_likelihood.py": ["--epochs", "1", "--limit", "300", "--num-samples", "5"],
+    "embeddings.py": ["--epochs", "1", "--limit", "300"],
+    "anomaly_scores.py": ["--epochs", "1", "--limit", "300", "--num-samples", "5"],
+    "imputation.py": ["--epochs", "1", "--limit", "200", "--num-samples", "5"],
+    "figures_and_report.py": ["--epochs", "1", "--num-samples", "5", "--out", "{tmp}/run"],
+    "swap_prior.py": ["--epochs", "1", "--limit", "200", "--num-samples", "5"],
+    "swap_likelihood.py": ["--epochs", "1", "--limit", "200", "--num-samples", "5"],
+    "marginal_likelihood.py": [
+        "--epochs",
+        "1",
+        "--limit",
+        "100",
+        "--num-samples",
+        "10",
+        "--ais-images",
+        "5",
+    ],
+}
+
+
+#: What each example must print: the figure it exists to show.
+EXPECTED = {
+    "standard_vae.py": "log p(x)",
+    "custom_model_guide.py": "log p(x)",
+    "custom_prior_likelihood.py": "log p(x)",
+    "embeddings.py": "held-out accuracy",
+    "anomaly_scores.py": "ROC AUC",
+    "imputation.py": "mean squared error",
+    "figures_and_report.py": "report.html",
+    "swap_prior.py": "prior vamp",
+    "swap_likelihood.py": "discretized-logistic",
+    "marginal_likelihood.py": "AIS",
 }
 
 
 def test_every_example_has_smoke_settings():
-    assert {p.name for p in EXAMPLES.glob("*.py")} == set(TINY)
+    assert {p.name for p in EXAMPLES.glob("*.py")} == set(TINY) == set(EXPECTED)
 
 
 @pytest.mark.parametrize("name", sorted(TINY))
@@ -29,4 +60,4 @@ def test_example_runs(name, tmp_path):
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "log p(x)" in proc.stdout
+    assert EXPECTED[name] in proc.stdout

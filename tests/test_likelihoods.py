@@ -143,3 +143,14 @@ def test_gaussian_scales():
 def test_support_checks_say_what_is_wrong(name, bad, match):
     with pytest.raises(PyrovaeError, match=match):
         LIKELIHOODS[name](D).check_support(bad)
+
+
+def test_every_likelihood_gives_per_pixel_log_densities(likelihood):
+    """Imputation conditions on observed pixels, so each density must factorise."""
+    from pyrovae.applications import pixel_log_prob
+
+    px = likelihood(torch.randn(5, likelihood.param_dim))
+    x = px.sample()
+    per_pixel = pixel_log_prob(px, x)
+    assert per_pixel.shape == (5, D)
+    assert torch.allclose(per_pixel.sum(-1), px.log_prob(x), atol=1e-4)

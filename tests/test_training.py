@@ -225,3 +225,22 @@ def test_mixed_precision_runs_networks_in_bfloat16_and_densities_in_float32(samp
         validation=sample.test[:64],
     )
     assert all(math.isfinite(v) for v in history["train_elbo"] + history["val_elbo"])
+
+
+def test_callback_can_stop_in_the_middle_of_an_epoch(sample):
+    seen = []
+
+    def callback(state):
+        seen.append((state.epoch, state.step))
+        return not (state.epoch == 1 and state.step == 2)
+
+    history = pyrovae.fit(
+        VAE(z_dim=2, hidden=(8,)),
+        sample.train[:256],
+        epochs=3,
+        batch_size=32,
+        progress=False,
+        callback=callback,
+        checkpoint_every=2,
+    )
+    assert seen == [(0, 2), (0, 4), (0, 6), (1, 0), (1, 2)] and history["epoch"] == [1]

@@ -1,0 +1,185 @@
+"""Using a trained VAE: embeddings, generation paths, anomaly scores, imputation.
+
+Each function takes a :class:`~pyrovae.VAE` (or, for anomaly scores, any model/guide
+pair) and tensors, and returns tensors; the command line (``pyrovae encode``,
+``score``, ``impute``, ``sample``, ``interpolate``) and the figures call these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from pyrovae.errors import PyrovaeError
+from pyrovae.marginal import chunks, log_marginal_likelihood
+
+
+@torch.no_grad()
+def latent_means(vae, x: torch.Tensor, batch_size: int = 1000, draws: int = 32) -> torch.Tensor:
+    """The mean of q(z|x) for each datapoint, shape ``(N, z_dim)``: an embedding.
+
+    Families without a closed-form mean (a flow) are averaged over ``draws`` samples.
+    """
+    out = []
+    for sl in chunks(x.shape[0], batch_size):
+        q = vae.encode(x[sl])
+        try:
+            out.append(q.mean)
+        except NotImplementedError:
+            out.append(q.sample((draws,)).mean(0))
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def decode_mean(vae, z: torch.Tensor) -> torch.Tensor:
+    """The mean of p(x|z) for each z."""
+    return vae.decode(z).mean
+
+
+@torch.no_grad()
+def interpolate(vae, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 10) -> torch.Tensor:
+    """Decoder means along the straight line between the latent means of two inputs.
+
+    Returns ``(steps, x_dim)``: the first row decodes x_a's embedding, the last x_b's.
+    """
+    if steps < 2:
+        raise PyrovaeError(f"an interpolation needs at least 2 steps, got {steps}")
+    z = latent_means(vae, torch.stack([x_a, x_b]))
+    t = torch.linspace(0, 1, steps, device=z.device, dtype=z.dtype)[:, None]
+    return decode_mean(vae, (1 - t) * z[0] + t * z[1])
+
+
+@torch.no_grad()
+def traversals(
+    vae, x: torch.Tensor, dims: list[int], span: float = 3.0, steps: int = 9
+) -> torch.Tensor:
+    """Decoder means as one latent coordinate at a time moves through ``[-span, span]``.
+
+    Starting from x's latent mean, coordinate d takes ``steps`` values; returns
+    ``(len(dims), steps, x_dim)``.
+    """
+    z0 = latent_means(vae, x[None])[0]
+    values = torch.linspace(-span, span, steps, device=z0.device, dtype=z0.dtype)
+    rows = []
+    for d in dims:
+        z = z0.repeat(steps, 1)
+        z[:, d] = values
+        rows.append(decode_mean(vae, z))
+    return torch.stack(rows)
+
+
+def anomaly_scores(
+    model: Callable, guide: Callable, x: torch.Tensor, num_samples: int = 1000, **kwargs: Any
+) -> torch.Tensor:
+    """-log p(x) for each datapoint (nats): the higher, the less like the training data."""
+    return -log_marginal_likelihood(
+        model, guide, x, num_samples=num_samples, **kwargs
+    ).per_datapoint
+
+
+def pixel_log_prob(px, x: torch.Tensor) -> torch.Tensor:
+    """log p(x_d | z) for every pixel d, for likelihoods that factorise over pixels."""
+    if hasattr(px, "pixel_log_prob"):
+        return px.pixel_log_prob(x)
+    if hasattr(px, "base_dist") and getattr(px, "reinterpreted_batch_ndims", 0) == 1:
+        return px.base_dist.log_prob(x)
+    raise PyrovaeError(
+        f"imputation needs a likelihood that factorises over pixels; {type(px).__name__} "
+        "does not say how"
+    )
+
+
+@torch.no_grad()
+def impute(
+    vae,
+    x: torch.Tensor,
+    missing: torch.Tensor,
+    num_samples: int = 1000,
+    gibbs_steps: int = 0,
+    batch_size: int = 100,
+    fill: torch.Tensor | float = 0.5,
+) -> torch.Tensor:
+    """Fill the missing pixels of ``x`` with their mean under p(x_miss | x_obs).
+
+    The model is conditioned on the observed pixels only: K draws z_k ~ q(z | x_filled),
+    with the missing pixels first set to ``fill``, are weighted by
+    p(x_obs | z_k) p(z_k) / q(z_k | x_filled), the importance weights of the posterior
+    given the observed part alone, and the missing pixels become the weighted mean of
+    E[x_miss | z_k] (importance resampling through the guide). Optional pseudo-Gibbs
+    steps (Rezende et al., 2014: z at the guide's mean given the current fill, then the
+    missing pixels at the decoder's mean) first move the fill towards one completion;
+    on the bundled MNIST sample they made the guide overconfident about that completion
+    and the error larger (0.066 with none, 0.084 after 5, K=1000), so the default is 0.
+
+    Parameters
+    ----------
+    vae
+        A trained :class:`~pyrovae.VAE` whose likelihood factorises over pixels.
+    x
+        Datapoints ``(N, x_dim)``; the values at missing pixels are ignored.
+    missing
+        Boolean mask of the same shape, True where a pixel is missing.
+    num_samples
+        K, importance samples per datapoint.
+    gibbs_steps
+        Pseudo-Gibbs steps before the importance step.
+    fill
+        Starting value of the missing pixels (a number, or per-pixel values such as the
+        training mean).
+
+    Returns
+    -------
+    torch.Tensor
+        ``x`` with the missing pixels filled in.
+    """
+    if missing.shape != x.shape or missing.dtype != torch.bool:
+        raise PyrovaeError("missing must be a boolean mask with the shape of x")
+    out = []
+    for sl in chunks(x.shape[0], batch_size):
+        xb, mb = x[sl], missing[sl]
+        observed = ~mb
+        filled = torch.where(mb, torch.as_tensor(fill, dtype=x.dtype, device=x.device), xb)
+        for _ in range(gibbs_steps):
+            z = latent_means(vae, filled)
+            filled = torch.where(mb, decode_mean(vae, z), xb)
+        q = vae.encode(filled)
+        z = q.sample((num_samples,))  # (K, B, z_dim)
+        px = vae.decode(z)
+        log_obs = (pixel_log_prob(px, filled) * observed).sum(-1)
+        log_w = log_obs + vae.prior().log_prob(z) - q.log_prob(z)
+        w = log_w.softmax(0)[..., None]
+        filled = torch.where(mb, (w * px.mean).sum(0), xb)
+        out.append(filled)
+    return torch.cat(out)
+
+
+#: Ways to say which pixels are missing, for ``pyrovae impute --mask``.
+def bottom_half(shape: tuple[int, ...], image_shape: tuple[int, int, int]) -> torch.Tensor:
+    """True for the pixels in the bottom half of each image."""
+    c, h, w = image_shape
+    mask = torch.zeros(c, h, w, dtype=torch.bool)
+    mask[:, h // 2 :, :] = True
+    return mask.reshape(-1).expand(shape).clone()
+
+
+def right_half(shape: tuple[int, ...], image_shape: tuple[int, int, int]) -> torch.Tensor:
+    """True for the pixels in the right half of each image."""
+    c, h, w = image_shape
+    mask = torch.zeros(c, h, w, dtype=torch.bool)
+    mask[:, :, w // 2 :] = True
+    return mask.reshape(-1).expand(shape).clone()
+
+
+def random_half(shape: tuple[int, ...], image_shape: tuple[int, int, int]) -> torch.Tensor:
+    """Each pixel missing with probability 1/2 (seeded)."""
+    gen = torch.Generator().manual_seed(0)
+    return torch.rand(shape, generator=gen) < 0.5
+
+
+MASKS: dict[str, Callable[[tuple[int, ...], tuple[int, int, int]], torch.Tensor]] = {
+    "bottom-half": bottom_half,
+    "right-half": right_half,
+    "random-half": random_half,
+}
