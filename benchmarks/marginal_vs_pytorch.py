@@ -25,6 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import memory  # noqa: E402
 from plain_vae import PlainVAE  # noqa: E402
 
 import pyrovae  # noqa: E402
@@ -93,23 +94,10 @@ def _timed(fn, device) -> tuple[float, torch.Tensor]:
 def _peak_child(which: str, args, queue) -> None:
     torch.manual_seed(0)
     device, vae, plain, x = build(args)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
-    else:
-        Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS mark (Linux)
-        before = _vm("VmRSS")
+    before = memory.start(device)
     seconds, out = _timed(lambda: ESTIMATORS[which](vae, plain, x, args), device)
-    peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else _vm("VmHWM")
+    peak = memory.peak(device)
     queue.put((peak, before, seconds, float(out.mean())))
-
-
-def _vm(key: str) -> int:
-    """A memory figure of this process from /proc/self/status, in bytes."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no {key} in /proc/self/status")
 
 
 ESTIMATORS = {
@@ -161,8 +149,8 @@ def main() -> None:
             seconds, out = _timed(lambda n=name: ESTIMATORS[n](vae, plain, x, args), device)
             times[name].append(seconds)
             means[name] = float(out.mean())
-    memory = {} if args.no_memory else {name: peak_memory(name, args) for name in names}
-    for name, (_, _, seconds, mean) in memory.items():
+    peaks = {} if args.no_memory else {name: peak_memory(name, args) for name in names}
+    for name, (_, _, seconds, mean) in peaks.items():
         if not args.repeats:  # the memory run is the only, timed, run
             times[name].append(seconds)
             means[name] = mean
@@ -178,8 +166,8 @@ def main() -> None:
     print(f"{'':15}{'seconds':>9}{'runs':>24}{'peak MiB':>10}{'(+ est.)':>10}{'log p(x)':>10}")
     for name, ts in times.items():
         peak = (
-            f"{memory[name][0] / 2**20:10.0f}{(memory[name][0] - memory[name][1]) / 2**20:10.0f}"
-            if memory
+            f"{peaks[name][0] / 2**20:10.0f}{(peaks[name][0] - peaks[name][1]) / 2**20:10.0f}"
+            if peaks
             else f"{'-':>10}{'-':>10}"
         )
         runs = ", ".join(f"{t:.2f}" for t in ts)

@@ -29,6 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import memory  # noqa: E402
 from plain_vae import PlainVAE  # noqa: E402
 
 import pyrovae  # noqa: E402
@@ -89,25 +90,12 @@ def _peak_child(name: str, batch: int, device_name: str, queue) -> None:
     fn = make_step(name, device)
     fn(data[:batch])  # first step: optimiser state, lazy imports, allocator caches
     _sync(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-    else:
-        Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS mark (Linux)
-        base = _vm("VmRSS")
+    base = memory.start(device)
     for _ in range(10):
         fn(data[:batch])
     _sync(device)
-    peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else _vm("VmHWM")
+    peak = memory.peak(device)
     queue.put(peak - base)
-
-
-def _vm(key: str) -> int:
-    """A memory figure of this process from /proc/self/status, in bytes."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no {key} in /proc/self/status")
 
 
 def peak_memory(name: str, batch: int, device: torch.device) -> float:

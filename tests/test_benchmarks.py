@@ -1,0 +1,59 @@
+"""Every benchmark script runs with tiny settings (their figures are not asserted here)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+TINY = {
+    "train_vs_pytorch.py": ["--epochs", "1", "--limit", "256", "--eval-samples", "2"],
+    "speed.py": ["--batches", "16", "--blocks", "1", "--steps", "2", "--no-memory"],
+    "marginal_vs_pytorch.py": [
+        "--epochs",
+        "1",
+        "--limit",
+        "50",
+        "--num-samples",
+        "5",
+        "--repeats",
+        "1",
+        "--no-memory",
+    ],
+    "compare_configs.py": [
+        "--epochs",
+        "1",
+        "--num-samples",
+        "3",
+        "--only",
+        "standard",
+        "--out",
+        "{tmp}",
+    ],
+}
+EXPECTED = {
+    "train_vs_pytorch.py": "time ratio",
+    "speed.py": "plain PyTorch, fused Adam",
+    "marginal_vs_pytorch.py": "time ratio pyrovae / plain PyTorch",
+    "compare_configs.py": "| standard |",
+}
+
+
+def test_every_benchmark_has_smoke_settings():
+    scripts = {p.name for p in BENCHMARKS.glob("*.py")} - {"plain_vae.py", "memory.py"}
+    assert scripts == set(TINY) == set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_benchmark_runs(name, tmp_path):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in TINY[name]]
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert EXPECTED[name] in proc.stdout
