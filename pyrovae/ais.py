@@ -31,20 +31,21 @@ from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 from torch.distributions import biject_to
 
+from pyrovae.batches import Batch, as_data
 from pyrovae.errors import PyrovaeError
 from pyrovae.marginal import (
     PARTICLE_PLATE,
     MarginalLikelihood,
+    Program,
     check_counts,
-    chunks,
     data_frame,
     log_weights_of,
-    max_plate_nesting,
     plate_dim,
     reduce_to_chains,
     traces,
     vectorize,
 )
+from pyrovae.programs import evaluating
 from pyrovae.registry import lookup
 
 
@@ -68,7 +69,7 @@ SCHEDULES: dict[str, Callable[[int], torch.Tensor]] = {
 class _Latent:
     """One continuous latent site: its unconstraining map and its chain layout."""
 
-    def __init__(self, site: dict, num_chains: int, batch: int) -> None:
+    def __init__(self, site: dict, num_chains: int, batch: int, plate: str) -> None:
         fn = site["fn"]
         if fn.support.is_discrete:
             raise PyrovaeError(
@@ -76,7 +77,7 @@ class _Latent:
                 f"{site['name']!r} is discrete (use log_marginal_likelihood instead)"
             )
         self.name = site["name"]
-        self.site = site
+        self.site, self.plate = site, plate
         self.transform = biject_to(fn.support)
         self.event_dim = fn.event_dim
         self.num_chains, self.batch = num_chains, batch
@@ -94,13 +95,13 @@ class _Latent:
         self._view = [1] * value.dim()
         if pdim is not None:
             self._view[bdim + pdim] = num_chains
-        self._view[bdim + data_frame(site).dim] = batch
+        self._view[bdim + data_frame(site, plate).dim] = batch
 
     def per_chain(self, t: torch.Tensor) -> torch.Tensor:
         """Sum an elementwise tensor of this site's shape to ``(K, B)``."""
         if self.event_dim:
             t = t.sum(list(range(-self.event_dim, 0)))
-        return reduce_to_chains(t, self.site, self.num_chains, self.batch)
+        return reduce_to_chains(t, self.site, self.num_chains, self.batch, self.plate)
 
     def broadcast(self, t: torch.Tensor) -> torch.Tensor:
         """Lay a ``(K, B)`` tensor out so it broadcasts against this site's values."""
@@ -111,33 +112,35 @@ class _Latent:
         extra = ladj.dim() - (z.dim() - self.event_dim)
         if extra > 0:
             ladj = ladj.sum(list(range(-extra, 0)))
-        return reduce_to_chains(ladj, self.site, self.num_chains, self.batch)
+        return reduce_to_chains(ladj, self.site, self.num_chains, self.batch, self.plate)
 
 
 def _ais_batch(
     model: Callable,
     guide: Callable,
-    x: torch.Tensor,
-    args: tuple,
-    kwargs: dict,
+    program: Program,
+    batch: Batch,
     num_chains: int,
     betas: torch.Tensor,
     leapfrog_steps: int,
     step_size: float,
     target_accept: float,
-    nesting: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """AIS log weights ``(K, B)`` and mean acceptance rate for one minibatch."""
-    batch = x.shape[0]
+) -> torch.Tensor:
+    """AIS log weights ``(K, B)`` for one minibatch, K chains vectorised."""
+    size = len(batch)
+    args, kwargs = program.call(batch)
+    nesting, plate = program.nesting, program.plate
     with torch.no_grad():
         _, guide_trace = traces(
-            model, guide, x, *args, num_particles=num_chains, plate_nesting=nesting, **kwargs
+            model, guide, *args, num_particles=num_chains, plate_nesting=nesting, **kwargs
         )
     latents = [
-        _Latent(site, num_chains, batch)
+        _Latent(site, num_chains, size, plate)
         for site in guide_trace.nodes.values()
         if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site)
     ]
+    if not latents:
+        raise PyrovaeError("annealed importance sampling needs at least one latent site")
     vmodel = vectorize(model, num_chains, nesting)
     vguide = vectorize(guide, num_chains, nesting)
 
@@ -146,18 +149,18 @@ def _ais_batch(
         with torch.enable_grad():
             us = [u.detach().requires_grad_(grad) for u in us]
             replay = poutine.Trace()
-            ladj = x.new_zeros(num_chains, batch)
+            ladj = us[0].new_zeros(num_chains, size)
             for lat, u in zip(latents, us, strict=True):
                 z = lat.transform(u)
                 ladj = ladj + lat.log_abs_det_jacobian(u, z)
                 replay.add_node(lat.name, type="sample", is_observed=False, value=z, infer={})
             g_trace = poutine.trace(poutine.replay(vguide, trace=replay)).get_trace(
-                x, *args, **kwargs
+                *args, **kwargs
             )
             m_trace = poutine.trace(poutine.replay(vmodel, trace=replay)).get_trace(
-                x, *args, **kwargs
+                *args, **kwargs
             )
-            lw = log_weights_of(m_trace, g_trace, num_chains, x)
+            lw = log_weights_of(m_trace, g_trace, num_chains, size, plate=plate)
             log_joint = lw.log_likelihood + lw.log_prior
             target = (1 - beta) * lw.log_guide + beta * log_joint + ladj
             grads = torch.autograd.grad(target.sum(), us) if grad else None
@@ -172,8 +175,7 @@ def _ais_batch(
     us = [lat.u0 for lat in latents]
     log_joint, log_q, _, _ = densities(us, 0.0, grad=False)
     log_w = torch.zeros_like(log_joint)
-    eps = x.new_full((1, batch), step_size).expand(num_chains, batch)
-    accept_total = x.new_zeros(())
+    eps = log_joint.new_full((1, size), step_size).expand(num_chains, size)
     for t in range(1, len(betas)):
         beta = float(betas[t])
         log_w = log_w + float(betas[t] - betas[t - 1]) * (log_joint - log_q)
@@ -204,14 +206,13 @@ def _ais_batch(
         log_q = torch.where(accepted, lq1, log_q)
         rate = log_accept.exp().mean(0, keepdim=True)
         eps = eps * torch.where(rate > target_accept, 1.02, 0.98)
-        accept_total = accept_total + rate.mean()
-    return log_w, accept_total / max(1, len(betas) - 1)
+    return log_w
 
 
 def annealed_importance_sampling(
     model: Callable,
     guide: Callable,
-    data: torch.Tensor,
+    data: Any,
     *args: Any,
     num_chains: int = 16,
     num_steps: int = 100,
@@ -220,6 +221,8 @@ def annealed_importance_sampling(
     schedule: str = "sigmoid",
     target_accept: float = 0.65,
     batch_size: int = 100,
+    plate: str | None = None,
+    strategy: str = "auto",
     **kwargs: Any,
 ) -> MarginalLikelihood:
     """Estimate log p(x_i) per datapoint by AIS from the guide to the posterior.
@@ -228,9 +231,10 @@ def annealed_importance_sampling(
     ----------
     model, guide
         Pyro programs as for :func:`pyrovae.log_marginal_likelihood`, with continuous
-        latent sites.
+        latent sites; their modules run in ``eval()`` mode.
     data
-        Datapoints, batch dimension first (already binarised, if the model needs it).
+        Datapoints in any form of :mod:`pyrovae.batches` (already binarised, if the
+        model needs it).
     num_chains
         K, independent AIS chains per datapoint.
     num_steps
@@ -243,6 +247,9 @@ def annealed_importance_sampling(
         HMC acceptance rate that the step size is adapted towards.
     batch_size
         Datapoints per pass.
+    plate, strategy
+        As for :func:`pyrovae.log_marginal_likelihood`. Replicated chains (a program
+        that does not broadcast) use a unit mass matrix.
 
     Returns
     -------
@@ -257,25 +264,21 @@ def annealed_importance_sampling(
         batch_size=batch_size,
     )
     betas = lookup(SCHEDULES, schedule, "schedule")(num_steps)
-    nesting = max_plate_nesting(model, guide, data[:1], *args, **kwargs)
+    data = as_data(data)
     per, ess = [], []
-    for sl in chunks(data.shape[0], batch_size):
-        log_w, _ = _ais_batch(
-            model,
-            guide,
-            data[sl],
-            args,
-            kwargs,
-            num_chains,
-            betas,
-            leapfrog_steps,
-            step_size,
-            target_accept,
-            nesting,
-        )
-        lse = log_w.logsumexp(0)
-        per.append(lse - math.log(num_chains))
-        ess.append(torch.exp(2 * lse - (2 * log_w).logsumexp(0)))
+    with evaluating(model, guide):
+        program = Program(model, guide, data, args, kwargs, plate, strategy, discrete="sample")
+
+        def run(batch: Batch, k: int) -> torch.Tensor:
+            return _ais_batch(
+                model, guide, program, batch, k, betas, leapfrog_steps, step_size, target_accept
+            )
+
+        for batch in data.passes(batch_size):
+            log_w = program.particles(batch, num_chains, run)
+            lse = log_w.logsumexp(0)
+            per.append(lse - math.log(num_chains))
+            ess.append(torch.exp(2 * lse - (2 * log_w).logsumexp(0)))
     return MarginalLikelihood(
         per_datapoint=torch.cat(per),
         ess=torch.cat(ess),

@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from pyrovae.batches import Batch
 from pyrovae.errors import PyrovaeError
 
 FORMAT = "pyrovae-checkpoint"
@@ -106,40 +107,92 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
+def _load_vae(config: dict[str, Any], state: dict[str, Any], run_dir: Path):
+    from pyrovae.vae import VAE
+
+    try:
+        return VAE(**config["model"])
+    except (KeyError, TypeError) as err:
+        raise PyrovaeError(f"{run_dir / CONFIG} does not describe a VAE: {err}") from None
+
+
+def _load_user(config: dict[str, Any], state: dict[str, Any], run_dir: Path):
+    from pyrovae import usermodel
+
+    try:
+        return usermodel.build(config["model"]["source"], config["model"]["kwargs"])
+    except KeyError as err:
+        raise PyrovaeError(f"{run_dir / CONFIG} lacks the model setting {err}") from None
+
+
+#: How a run folder's model is rebuilt, by ``config["model"]["kind"]`` (``"vae"`` when
+#: absent): pyrovae's VAE from its arguments, or a user's class from its import path.
+MODEL_KINDS: dict[str, Callable[[dict, dict, Path], Any]] = {"vae": _load_vae, "user": _load_user}
+
+
+def model_kind(config: dict[str, Any]) -> str:
+    """The kind of model a run config describes (a key of :data:`MODEL_KINDS`)."""
+    kind = config.get("model", {}).get("kind", "vae")
+    if kind not in MODEL_KINDS:
+        raise PyrovaeError(
+            f"unknown model kind {kind!r}; this pyrovae knows {sorted(MODEL_KINDS)}"
+        )
+    return kind
+
+
+def restore_parameters(model: Any, state: dict[str, Any], where: Path, probe: Any = None) -> None:
+    """Load a checkpoint's parameters into ``model`` (and Pyro's store, if it saved some)."""
+    try:
+        model.load_state_dict(state["model_state"])
+    except (KeyError, RuntimeError) as err:
+        msg = str(err).strip().splitlines()[0]
+        raise PyrovaeError(
+            f"checkpoint in {where} does not match its config.json: {msg}"
+        ) from None
+    saved = state.get("store_params") or {}
+    if saved:
+        from pyrovae.usermodel import load_store_params
+
+        if probe is None:
+            raise PyrovaeError(f"{where}: restoring Pyro parameters needs the run's data")
+        load_store_params(model, saved, probe)
+
+
 def load(run_dir: str | Path, device: str | torch.device = "cpu"):
-    """Load the trained VAE of a run folder.
+    """Load the trained model of a run folder.
 
     Parameters
     ----------
     run_dir
         A folder written by ``pyrovae train``.
     device
-        Where to put the VAE's parameters.
+        Where to put the model's parameters.
 
     Returns
     -------
-    pyrovae.VAE
-        In evaluation mode, with working ``model`` and ``guide``.
+    pyrovae.VAE or the user's ``nn.Module``
+        In evaluation mode, with working ``model`` and ``guide``. A user's model whose
+        program keeps parameters in Pyro's store (``pyro.param``) has them restored
+        there, traced once on the run's held-out data.
     """
-    from pyrovae.vae import VAE
-
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise PyrovaeError(f"run folder {run_dir} does not exist")
     config = read_json(run_dir / CONFIG)
     state = load_checkpoint(run_dir / CHECKPOINT, map_location=device)
-    try:
-        vae = VAE(**config["model"])
-    except (KeyError, TypeError) as err:
-        raise PyrovaeError(f"{run_dir / CONFIG} does not describe a VAE: {err}") from None
-    try:
-        vae.load_state_dict(state["model_state"])
-    except (KeyError, RuntimeError) as err:
-        msg = str(err).strip().splitlines()[0]
-        raise PyrovaeError(
-            f"checkpoint in {run_dir} does not match its config.json: {msg}"
-        ) from None
-    return vae.to(device).eval()
+    model = MODEL_KINDS[model_kind(config)](config, state, run_dir).to(device)
+    probe = None
+    if state.get("store_params"):
+        probe = _heldout_arrays(config, None, device)
+    restore_parameters(model, state, run_dir, probe)
+    return model.eval()
+
+
+def _heldout_arrays(config: dict[str, Any], dataset: str | None, device: Any):
+    from pyrovae.usermodel import load_named_arrays
+
+    arrays = load_named_arrays(dataset or config["data"]["dataset"])
+    return {k: v.to(device) for k, v in arrays.test.items()}
 
 
 class Run(NamedTuple):
@@ -148,7 +201,7 @@ class Run(NamedTuple):
     vae: Any
     config: dict[str, Any]
     data: Any
-    heldout: torch.Tensor
+    heldout: Any
 
 
 def load_run(
@@ -170,19 +223,29 @@ def load_run(
     """
     from pyrovae.datasets import get_binarization, load_dataset
     from pyrovae.training import resolve_device
+    from pyrovae.usermodel import load_named_arrays
 
     dev = resolve_device(device)
     if not Path(run_dir).is_dir():
         raise PyrovaeError(f"run folder {run_dir} does not exist")
     config = read_json(Path(run_dir) / CONFIG)
     vae = load(run_dir, device=dev)
+    user = model_kind(config) == "user"
     try:
         data_cfg, seed = config["data"], config["train"]["seed"]
         name = dataset or data_cfg["dataset"]
-        data = load_dataset(name, data_dir or (None if dataset else data_cfg["data_dir"]))
+        if user:
+            data = load_named_arrays(name)
+        else:
+            data = load_dataset(name, data_dir or (None if dataset else data_cfg["data_dir"]))
         binarization = get_binarization(data_cfg["binarize"])
     except KeyError as err:
         raise PyrovaeError(f"{Path(run_dir) / CONFIG} lacks the setting {err}") from None
+    if user:
+        batch = Batch.of(data.test)
+        binarization.check(batch.first)
+        batch = batch.with_first(binarization.heldout(batch.first, seed)).to(dev)
+        return Run(vae, config, data, batch.kwargs)
     binarization.check(data.test)
     heldout = binarization.heldout(data.test, seed).to(dev)
     vae.check_data(heldout)

@@ -119,16 +119,30 @@ def _add_train(p: argparse.ArgumentParser) -> None:
         "(dynamic for bernoulli, poisson, negative-binomial; none for the others)",
     )
     model = p.add_argument_group("model")
-    model.add_argument("--z-dim", type=_positive_int, default=50, help="latent size (default 50)")
     model.add_argument(
-        "--hidden", type=_sizes, default=(400,), help="hidden sizes, e.g. 512,256 (default 400)"
+        "--model",
+        metavar="FILE.py:CLASS",
+        help="train your own nn.Module with model and guide methods instead of the built-in "
+        "VAE (also package.module:CLASS); --dataset is then a .npz whose arrays are passed "
+        "to model and guide by name (NAME_train/NAME_test give the split, else the last 20%% "
+        "is held out), and the VAE's own flags do not apply",
     )
-    model.add_argument("--prior", default="standard", **_choice(PRIORS), help="prior p(z)")
     model.add_argument(
-        "--likelihood", default="bernoulli", **_choice(LIKELIHOODS), help="likelihood p(x|z)"
+        "--model-arg",
+        type=_key_value,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="constructor argument for --model, repeatable",
     )
-    model.add_argument("--guide", default="diagonal", **_choice(GUIDES), help="family of q(z|x)")
-    model.add_argument("--net", default="mlp", **_choice(NETS), help="encoder/decoder networks")
+    model.add_argument("--z-dim", type=_positive_int, help="latent size (default 50)")
+    model.add_argument("--hidden", type=_sizes, help="hidden sizes, e.g. 512,256 (default 400)")
+    model.add_argument("--prior", **_choice(PRIORS), help="prior p(z) (default standard)")
+    model.add_argument(
+        "--likelihood", **_choice(LIKELIHOODS), help="likelihood p(x|z) (default bernoulli)"
+    )
+    model.add_argument("--guide", **_choice(GUIDES), help="family of q(z|x) (default diagonal)")
+    model.add_argument("--net", **_choice(NETS), help="encoder/decoder networks (default mlp)")
     for part in ("prior", "likelihood", "guide"):
         model.add_argument(
             f"--{part}-arg",
@@ -139,10 +153,13 @@ def _add_train(p: argparse.ArgumentParser) -> None:
             help=f"extra argument for the {part}, repeatable "
             f"(e.g. --{part}-arg {_EXAMPLE_ARGS[part]})",
         )
-    model.add_argument("--activation", default="relu", **_choice(ACTIVATIONS))
+    model.add_argument("--activation", **_choice(ACTIVATIONS), help="(default relu)")
     train = p.add_argument_group("training")
     train.add_argument(
-        "--loss", default="trace", **_choice(LOSSES), help="objective (default trace)"
+        "--loss",
+        **_choice(LOSSES),
+        help="objective (default trace; with --model, Pyro's TraceEnum_ELBO when the guide "
+        "enumerates, else trace)",
     )
     train.add_argument(
         "--num-particles",
@@ -224,28 +241,66 @@ def _check_out(out: Path, force: bool) -> None:
         )
 
 
+#: The built-in VAE's flags and their defaults; they do not apply to --model.
+VAE_FLAGS: dict[str, Any] = {
+    "z_dim": 50,
+    "hidden": (400,),
+    "prior": "standard",
+    "likelihood": "bernoulli",
+    "guide": "diagonal",
+    "net": "mlp",
+    "activation": "relu",
+    "prior_arg": [],
+    "likelihood_arg": [],
+    "guide_arg": [],
+}
+
+
+def _model_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The "model" part of a new run's config: the VAE's settings, or the user's class."""
+    given = [k for k in VAE_FLAGS if getattr(args, k) not in (None, [])]
+    if args.model:
+        if given:
+            flags = ", ".join("--" + k.replace("_", "-") for k in given)
+            raise PyrovaeError(f"{flags} configure the built-in VAE and do not apply to --model")
+        from pyrovae.usermodel import import_object
+
+        where, _, name = args.model.rpartition(":")
+        source = f"{Path(where).resolve()}:{name}" if where.endswith(".py") else args.model
+        import_object(source)  # fail now, before anything is written
+        return {"kind": "user", "source": source, "kwargs": dict(args.model_arg)}
+    if args.model_arg:
+        raise PyrovaeError("--model-arg applies to --model only")
+    values = {
+        k: getattr(args, k) if getattr(args, k) not in (None, []) else d
+        for k, d in VAE_FLAGS.items()
+    }
+    return {
+        "z_dim": values["z_dim"],
+        "hidden": list(values["hidden"]),
+        "prior": values["prior"],
+        "likelihood": values["likelihood"],
+        "guide": values["guide"],
+        "net": values["net"],
+        "activation": values["activation"],
+        "prior_kwargs": dict(values["prior_arg"]),
+        "likelihood_kwargs": dict(values["likelihood_arg"]),
+        "guide_kwargs": dict(values["guide_arg"]),
+    }
+
+
 def _config_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The run's config.json, from the command line of a new run."""
+    model = _model_config(args)
     return {
         "pyrovae_version": __version__,
-        "model": {
-            "z_dim": args.z_dim,
-            "hidden": list(args.hidden),
-            "prior": args.prior,
-            "likelihood": args.likelihood,
-            "guide": args.guide,
-            "net": args.net,
-            "activation": args.activation,
-            "prior_kwargs": dict(args.prior_arg),
-            "likelihood_kwargs": dict(args.likelihood_arg),
-            "guide_kwargs": dict(args.guide_arg),
-        },
+        "model": model,
         "data": {"dataset": args.dataset, "data_dir": args.data_dir, "binarize": args.binarize},
         "train": {
             "epochs": 20 if args.epochs is None else args.epochs,
             "batch_size": args.batch_size,
             "lr": args.lr,
-            "loss": args.loss,
+            "loss": args.loss or (None if model.get("kind") == "user" else "trace"),
             "num_particles": args.num_particles,
             "beta": args.beta,
             "kl_warmup": args.kl_warmup,
@@ -258,35 +313,67 @@ def _config_from_args(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _build(config: dict[str, Any]):
-    """Data, VAE, loss and binarisation of a run config; fills in what it derives."""
-    from pyrovae.datasets import get_binarization, load_dataset
-    from pyrovae.objectives import get_loss
+def _build_vae(config: dict[str, Any]):
+    """Data and VAE of a run config; fills in what it derives."""
+    from pyrovae.datasets import load_dataset
     from pyrovae.vae import VAE
 
-    data_cfg, train_cfg = config["data"], config["train"]
+    data_cfg = config["data"]
     data = load_dataset(data_cfg["dataset"], data_cfg["data_dir"])
     model_cfg = dict(config["model"], x_dim=data.x_dim, image_shape=data.image_shape)
     try:
         vae = VAE(**model_cfg)
     except TypeError as err:  # an argument a part does not take
         raise PyrovaeError(f"bad --prior-arg/--likelihood-arg/--guide-arg: {err}") from None
-    loss = get_loss(train_cfg["loss"], train_cfg["num_particles"], train_cfg["free_bits"])
     if data_cfg["binarize"] == "auto":
         data_cfg["binarize"] = vae.likelihood.default_binarize
-    binarization = get_binarization(data_cfg["binarize"])
-    for x in (data.train, data.test):  # fail before anything is written
-        binarization.check(x)
-        vae.check_data(binarization.fixed(x, train_cfg["seed"]))
     config["model"] = vae.config
-    train_cfg["num_particles"] = loss.num_particles
-    data_cfg.update(n_train=int(data.train.shape[0]), n_test=int(data.test.shape[0]))
-    return data, vae, loss, binarization
+    return data, vae, vae.check_data
 
 
-def _resume_state(run: Path, vae, config: dict[str, Any]):
+def _build_user(config: dict[str, Any]):
+    """Named arrays and the user's model of a run config."""
+    from pyrovae import usermodel
+
+    data = usermodel.load_named_arrays(config["data"]["dataset"])
+    model = usermodel.build(config["model"]["source"], config["model"]["kwargs"])
+    if config["data"]["binarize"] == "auto":
+        config["data"]["binarize"] = "none"
+    return data, model, None
+
+
+#: How each kind of model in a run config is built (see pyrovae.checkpoint.MODEL_KINDS).
+BUILDERS = {"vae": _build_vae, "user": _build_user}
+
+
+def _build(config: dict[str, Any]):
+    """Data, model, loss and binarisation of a run config; fills in what it derives."""
+    from pyrovae.batches import Batch
+    from pyrovae.checkpoint import model_kind
+    from pyrovae.datasets import get_binarization
+    from pyrovae.objectives import get_loss
+
+    data_cfg, train_cfg = config["data"], config["train"]
+    data, model, check = BUILDERS[model_kind(config)](config)
+    loss = None
+    if train_cfg["loss"] is not None:
+        loss = get_loss(train_cfg["loss"], train_cfg["num_particles"], train_cfg["free_bits"])
+        train_cfg["num_particles"] = loss.num_particles
+    elif train_cfg["num_particles"] or train_cfg["free_bits"]:
+        raise PyrovaeError("--num-particles and --free-bits need a --loss")
+    binarization = get_binarization(data_cfg["binarize"])
+    for split in (data.train, data.test):  # fail before anything is written
+        first = Batch.of(split).first
+        binarization.check(first)
+        if check is not None:
+            check(binarization.fixed(first, train_cfg["seed"]))
+    data_cfg.update(n_train=len(Batch.of(data.train)), n_test=len(Batch.of(data.test)))
+    return data, model, loss, binarization
+
+
+def _resume_state(run: Path, vae, config: dict[str, Any], probe: Any):
     """The training state of the run's checkpoint, with its parameters loaded into vae."""
-    from pyrovae.checkpoint import CHECKPOINT, load_checkpoint
+    from pyrovae.checkpoint import CHECKPOINT, load_checkpoint, restore_parameters
     from pyrovae.training import TrainState
 
     state = load_checkpoint(run / CHECKPOINT)
@@ -295,18 +382,18 @@ def _resume_state(run: Path, vae, config: dict[str, Any]):
             f"{run / CHECKPOINT} was written for another model configuration than "
             f"{run / 'config.json'} describes; it cannot be resumed"
         )
+    restore_parameters(vae, state, run, probe)
     try:
-        vae.load_state_dict(state["model_state"])
         return TrainState.from_dict(state["train_state"])
-    except (KeyError, RuntimeError) as err:
-        msg = str(err).strip().splitlines()[0]
-        raise PyrovaeError(f"{run / CHECKPOINT} does not match {run}: {msg}") from None
+    except KeyError as err:
+        raise PyrovaeError(f"{run / CHECKPOINT} does not match {run}: {err}") from None
 
 
 def _train(args: argparse.Namespace) -> None:
     from pyrovae.checkpoint import CHECKPOINT, CONFIG, HISTORY, read_json, save_checkpoint
     from pyrovae.checkpoint import write_json as write
     from pyrovae.training import TrainState, fit, resolve_device
+    from pyrovae.usermodel import store_params
 
     resolve_device(args.device)
     if args.resume:
@@ -327,7 +414,7 @@ def _train(args: argparse.Namespace) -> None:
     try:
         data, vae, loss, binarization = _build(config)
         train_cfg = config["train"]
-        resume = _resume_state(out, vae, config) if args.resume else None
+        resume = _resume_state(out, vae, config, data.test) if args.resume else None
     except KeyError as err:
         raise PyrovaeError(f"{out / CONFIG} lacks the setting {err}; it is incomplete") from None
     if resume is not None and resume.epoch >= train_cfg["epochs"]:
@@ -342,6 +429,8 @@ def _train(args: argparse.Namespace) -> None:
         out.mkdir(parents=True, exist_ok=True)
         write(out / CONFIG, config)
 
+    user = config["model"].get("kind") == "user"
+
     def save(state) -> None:
         # The checkpoint first: history.json never runs ahead of what can be resumed.
         save_checkpoint(
@@ -350,6 +439,7 @@ def _train(args: argparse.Namespace) -> None:
                 "pyrovae_version": __version__,
                 "model_config": config["model"],
                 "model_state": vae.state_dict(),
+                "store_params": store_params(vae) if user else {},
                 "train_state": state.to_dict(),
             },
         )
@@ -469,12 +559,26 @@ def _add_run_data(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
 
 
-def _load_run(args: argparse.Namespace):
-    """The run's VAE and config, and its held-out data, binarised as in training."""
+def _load_run(args: argparse.Namespace, vae_only: bool = True):
+    """The run's model and config, and its held-out data, binarised as in training."""
     from pyrovae.checkpoint import load_run
 
     run = load_run(args.run_dir, args.dataset, args.data_dir, args.device)
+    if vae_only:
+        _need_vae(run.vae, args)
     return run.vae, run.config, run.data, run.heldout
+
+
+def _need_vae(model: Any, args: argparse.Namespace) -> None:
+    """One-line error for commands that use a pyrovae VAE's encoder and decoder."""
+    from pyrovae.vae import VAE
+
+    if not isinstance(model, VAE):
+        raise PyrovaeError(
+            f"pyrovae {args.command} uses the encoder and decoder of a pyrovae VAE; "
+            f"{args.run_dir} holds your own model ({type(model).__name__}): use evaluate, "
+            "score or report, or pyrovae.load in Python"
+        )
 
 
 def _add_evaluate(p: argparse.ArgumentParser) -> None:
@@ -511,10 +615,11 @@ def _evaluate(args: argparse.Namespace) -> None:
     import pyro
 
     from pyrovae.ais import annealed_importance_sampling
+    from pyrovae.batches import Batch
     from pyrovae.checkpoint import read_json, write_json
     from pyrovae.marginal import log_marginal_likelihood
 
-    vae, config, data, x = _load_run(args)
+    vae, config, data, x = _load_run(args, vae_only=False)
     pyro.set_rng_seed(args.seed)
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
@@ -530,11 +635,13 @@ def _evaluate(args: argparse.Namespace) -> None:
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     seconds = time.perf_counter() - start
-    nats_per_bit = math.log(2) * x.shape[1]
-    source = f"{x.shape[0]} held-out datapoints of {args.dataset or config['data']['dataset']}"
+    first = Batch.of(x).first
+    n, dims = first.shape[0], first[0].numel()
+    nats_per_bit = math.log(2) * dims
+    source = f"{n} held-out datapoints of {args.dataset or config['data']['dataset']}"
     metrics = {
         "test_elbo": -float(est.elbo.mean()),
-        "test_elbo_stderr": float(est.elbo.double().std()) / math.sqrt(x.shape[0]),
+        "test_elbo_stderr": float(est.elbo.double().std()) / math.sqrt(n),
         "test_nll": -est.mean,
         "test_nll_stderr": est.stderr,
         "test_nll_bits_per_dim": -est.mean / nats_per_bit,
@@ -542,7 +649,8 @@ def _evaluate(args: argparse.Namespace) -> None:
         "estimator": "is",
         "ess_median": float(est.ess.median()),
         "dataset": args.dataset or config["data"]["dataset"],
-        "n_test": int(x.shape[0]),
+        "n_test": int(n),
+        "enumerated": est.enumerated,
         "binarize": config["data"]["binarize"],
         "seed": args.seed,
         "seconds": seconds,
@@ -651,6 +759,7 @@ def _sample(args: argparse.Namespace) -> None:
     from pyrovae.training import resolve_device
 
     vae = load(args.run_dir, device=resolve_device(args.device))
+    _need_vae(vae, args)
     _save_png(plots.prior_samples(vae, args.n, seed=args.seed), args.out)
 
 
@@ -720,7 +829,7 @@ def _score(args: argparse.Namespace) -> None:
 
     from pyrovae.applications import anomaly_scores
 
-    vae, _, _, x = _load_run(args)
+    vae, _, _, x = _load_run(args, vae_only=False)
     pyro.set_rng_seed(args.seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a poor proposal on unusual data is the point

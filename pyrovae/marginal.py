@@ -28,12 +28,26 @@ import pyro
 import torch
 from pyro import poutine
 from pyro.distributions.util import scale_and_mask
-from pyro.poutine.util import site_is_subsample
 
+from pyrovae.batches import Batch, Data, Indexable, as_data
 from pyrovae.errors import PyrovaeError
+from pyrovae.programs import (
+    MAX_ENUMERATED,
+    PARTICLE_PLATE,
+    FixSites,
+    enumerated_sites,
+    evaluating,
+    find_plate,
+    sample_sites,
+    value_combinations,
+)
 
+#: The plate name of pyrovae's own programs; a user's program may name its plate anything.
 DATA_PLATE = "data"
-PARTICLE_PLATE = "particles"
+#: The strategies for K particles per datapoint (see :class:`Program`).
+STRATEGIES = ("auto", "vectorize", "replicate")
+#: What to do with discrete guide sites marked for enumeration.
+DISCRETE = ("auto", "enumerate", "sample")
 
 
 @dataclass
@@ -43,17 +57,22 @@ class LogWeights:
     Attributes
     ----------
     log_likelihood
-        Sum over observed model sites: log p(x_i | z_ki).
+        Sum over observed model sites: log p(x_i | z_ki) (a ``pyro.factor`` in the model
+        counts here, as do discrete sites pinned by enumeration).
     log_prior
         Sum over latent model sites: log p(z_ki).
     log_guide
-        Sum over guide sites: log q(z_ki | x_i).
+        Sum over unobserved guide sites: log q(z_ki | x_i). Observed guide sites (a
+        ``pyro.factor`` there is an auxiliary loss) are left out.
     data_scale
         ``full_size / size`` of a subsampled data plate (1 when not subsampled): how much
         one minibatch stands for.
     reparameterized
         Whether every guide site was drawn with ``rsample``, so that gradients of the log
         weights with respect to the guide's parameters are pathwise.
+    log_pinned
+        Sum over guide sites pinned to one value by enumeration: log q(y_i | ...), used
+        for the enumerated ELBO (zero when nothing is pinned).
     """
 
     log_likelihood: torch.Tensor
@@ -61,6 +80,7 @@ class LogWeights:
     log_guide: torch.Tensor
     data_scale: float = 1.0
     reparameterized: bool = True
+    log_pinned: torch.Tensor | float = 0.0
 
     @property
     def log_weight(self) -> torch.Tensor:
@@ -72,14 +92,26 @@ class LogWeights:
         """Monte Carlo estimate of KL(q(z|x_i) || p(z)), one value per particle."""
         return self.log_guide - self.log_prior
 
+    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> LogWeights:
+        """The same weights with ``fn`` applied to each ``(K, B)`` tensor."""
+        pinned = self.log_pinned
+        return LogWeights(
+            fn(self.log_likelihood),
+            fn(self.log_prior),
+            fn(self.log_guide),
+            self.data_scale,
+            self.reparameterized,
+            fn(pinned) if isinstance(pinned, torch.Tensor) else pinned,
+        )
 
-def data_frame(site: dict):
-    """The site's ``pyro.plate("data")`` frame; an error names a site outside it."""
+
+def data_frame(site: dict, plate: str = DATA_PLATE):
+    """The site's frame of the per-datapoint plate; an error names a site outside it."""
     for frame in site["cond_indep_stack"]:
-        if frame.name == DATA_PLATE:
+        if frame.name == plate:
             return frame
     raise PyrovaeError(
-        f"sample site {site['name']!r} is not inside pyro.plate({DATA_PLATE!r}, ...); "
+        f"sample site {site['name']!r} is not inside pyro.plate({plate!r}, ...); "
         "per-datapoint log densities need every sample site under the data plate"
     )
 
@@ -93,25 +125,17 @@ def plate_dim(site: dict, name: str) -> int | None:
 
 
 def _subsample_scale(frame) -> float:
-    return frame.full_size / frame.size if frame.full_size else 1.0
+    full, size = frame.full_size, frame.size
+    return full / size if full and size and full > 0 and size > 0 else 1.0
 
 
-def latent_scale(site: dict) -> float | torch.Tensor:
+def latent_scale(site: dict, plate: str = DATA_PLATE) -> float | torch.Tensor:
     """A site's scale without the data plate's subsampling part: its KL weight, say."""
-    return site["scale"] / _subsample_scale(data_frame(site))
-
-
-def sample_sites(trace, observed: bool | None = None):
-    """The trace's sample sites (not plates' subsample sites), optionally by observedness."""
-    for site in trace.nodes.values():
-        if site["type"] != "sample" or site_is_subsample(site):
-            continue
-        if observed is None or bool(site["is_observed"]) == observed:
-            yield site
+    return site["scale"] / _subsample_scale(data_frame(site, plate))
 
 
 def per_datapoint_log_prob(
-    site: dict, num_particles: int, batch: int, scaled: bool = False
+    site: dict, num_particles: int, batch: int, scaled: bool = False, plate: str = DATA_PLATE
 ) -> torch.Tensor:
     """The log-density of one site, reduced to shape ``(K, B)``.
 
@@ -120,13 +144,16 @@ def per_datapoint_log_prob(
     any per-datapoint nonlinearity (see :class:`LogWeights`).
     """
     lp = site["fn"].log_prob(site["value"])
-    lp = scale_and_mask(lp, scale=latent_scale(site) if scaled else 1.0, mask=site["mask"])
-    return reduce_to_chains(lp, site, num_particles, batch)
+    scale = latent_scale(site, plate) if scaled else 1.0
+    lp = scale_and_mask(lp, scale=scale, mask=site["mask"])
+    return reduce_to_chains(lp, site, num_particles, batch, plate)
 
 
-def reduce_to_chains(lp: torch.Tensor, site: dict, num_particles: int, batch: int) -> torch.Tensor:
+def reduce_to_chains(
+    lp: torch.Tensor, site: dict, num_particles: int, batch: int, plate: str = DATA_PLATE
+) -> torch.Tensor:
     """Sum a tensor with a site's batch shape over all but the particle and data dims."""
-    data_dim = data_frame(site).dim
+    data_dim = data_frame(site, plate).dim
     particle_dim = plate_dim(site, PARTICLE_PLATE)
     keep = [data_dim] + ([particle_dim] if particle_dim is not None else [])
     ndim = max([lp.dim()] + [-d for d in keep])
@@ -135,6 +162,11 @@ def reduce_to_chains(lp: torch.Tensor, site: dict, num_particles: int, batch: in
     if other:
         lp = lp.sum(other, keepdim=True)
     k = lp.shape[particle_dim] if particle_dim is not None else 1
+    if lp.shape[data_dim] not in (1, batch) or k not in (1, num_particles):
+        raise PyrovaeError(
+            f"site {site['name']!r} has batch shape {tuple(lp.shape)}, which does not "
+            f"hold {num_particles} particles of {batch} datapoints"
+        )
     # The particle plate sits left of the data plate, so a reshape keeps the order.
     return lp.reshape(k, lp.shape[data_dim]).expand(num_particles, batch)
 
@@ -145,12 +177,7 @@ def max_plate_nesting(model: Callable, guide: Callable, *args: Any, **kwargs: An
     The trial run draws its random numbers from a forked generator, so it leaves the
     caller's random stream as it was.
     """
-    cuda = [a.device for a in args if isinstance(a, torch.Tensor) and a.is_cuda][:1]
-    with poutine.block(), torch.no_grad(), torch.random.fork_rng(devices=cuda):
-        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
-            *args, **kwargs
-        )
+    guide_trace, model_trace = _probe_traces(model, guide, args, kwargs)
     dims = [
         -frame.dim
         for trace in (guide_trace, model_trace)
@@ -160,6 +187,18 @@ def max_plate_nesting(model: Callable, guide: Callable, *args: Any, **kwargs: An
         if frame.vectorized
     ]
     return max(dims, default=0)
+
+
+def _probe_traces(model: Callable, guide: Callable, args: tuple, kwargs: dict):
+    """One guide trace and the model replayed on it, leaving the random stream as it was."""
+    tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
+    cuda = [t.device for t in tensors if t.is_cuda][:1]
+    with poutine.block(), torch.no_grad(), torch.random.fork_rng(devices=cuda):
+        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
+            *args, **kwargs
+        )
+    return guide_trace, model_trace
 
 
 def vectorize(fn: Callable, num_particles: int, plate_nesting: int) -> Callable:
@@ -172,7 +211,6 @@ def vectorize(fn: Callable, num_particles: int, plate_nesting: int) -> Callable:
 def traces(
     model: Callable,
     guide: Callable,
-    x: torch.Tensor,
     *args: Any,
     num_particles: int = 1,
     plate_nesting: int | None = None,
@@ -180,23 +218,30 @@ def traces(
 ):
     """The guide's trace and the model's trace replayed against it, K particles at once."""
     if num_particles > 1 and plate_nesting is None:
-        plate_nesting = max_plate_nesting(model, guide, x, *args, **kwargs)
+        plate_nesting = max_plate_nesting(model, guide, *args, **kwargs)
     model = vectorize(model, num_particles, plate_nesting or 0)
     guide = vectorize(guide, num_particles, plate_nesting or 0)
-    guide_trace = poutine.trace(guide).get_trace(x, *args, **kwargs)
+    guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
     model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
-        x, *args, **kwargs
+        *args, **kwargs
     )
     return model_trace, guide_trace
 
 
 def log_weights_of(
-    model_trace, guide_trace, num_particles: int, x: torch.Tensor, scaled: bool = False
+    model_trace,
+    guide_trace,
+    num_particles: int,
+    batch: int | torch.Tensor,
+    scaled: bool = False,
+    plate: str = DATA_PLATE,
 ) -> LogWeights:
-    """Reduce a model and a guide trace to per-particle, per-datapoint log densities."""
-    batch = x.shape[0]
-    zero = x.new_zeros(())
-    terms = {"obs": zero, "latent": zero, "guide": zero}
+    """Reduce a model and a guide trace to per-particle, per-datapoint log densities.
+
+    ``batch`` is the number of datapoints (or a tensor whose first axis counts them).
+    """
+    size = batch if isinstance(batch, int) else batch.shape[0]
+    terms: dict[str, Any] = {"obs": 0.0, "latent": 0.0, "guide": 0.0, "pinned": 0.0}
     data_scale = 1.0
     reparameterized = True
     roles = (
@@ -208,24 +253,40 @@ def log_weights_of(
         for site in sample_sites(trace, observed):
             if key == "guide":
                 reparameterized = reparameterized and bool(site["fn"].has_rsample)
-            data_scale = _subsample_scale(data_frame(site))
-            terms[key] = terms[key] + per_datapoint_log_prob(site, num_particles, batch, scaled)
-    shape = (num_particles, batch)
+            data_scale = _subsample_scale(data_frame(site, plate))
+            lp = per_datapoint_log_prob(site, num_particles, size, scaled, plate)
+            terms[key] = terms[key] + lp
+    for site in sample_sites(guide_trace, observed=True):
+        if site["infer"].get("_pinned"):
+            terms["pinned"] = terms["pinned"] + per_datapoint_log_prob(
+                site, num_particles, size, False, plate
+            )
+    ref = next((t for t in terms.values() if isinstance(t, torch.Tensor)), None)
+    shape = (num_particles, size)
+
+    def full(t: Any) -> torch.Tensor:
+        if isinstance(t, torch.Tensor):
+            return t.expand(shape)
+        return torch.zeros(shape, device=ref.device if ref is not None else None)
+
     return LogWeights(
-        *(t.expand(shape) for t in (terms["obs"], terms["latent"], terms["guide"])),
+        full(terms["obs"]),
+        full(terms["latent"]),
+        full(terms["guide"]),
         data_scale=data_scale,
         reparameterized=reparameterized,
+        log_pinned=full(terms["pinned"]),
     )
 
 
 def trace_log_weights(
     model: Callable,
     guide: Callable,
-    x: torch.Tensor,
     *args: Any,
     num_particles: int = 1,
     plate_nesting: int | None = None,
     scaled: bool = False,
+    plate: str = DATA_PLATE,
     **kwargs: Any,
 ) -> LogWeights:
     """Run the guide and the model against it, K particles at once, for one minibatch.
@@ -233,25 +294,181 @@ def trace_log_weights(
     Parameters
     ----------
     model, guide
-        Pyro programs called as ``model(x, *args, **kwargs)``.
-    x
-        One minibatch, batch dimension first.
+        Pyro programs called as ``model(*args, **kwargs)``; the first tensor argument
+        counts the datapoints.
     num_particles
         K, the number of draws from the guide per datapoint. With K > 1 the model and
         guide run under an extra ``pyro.plate("particles", K)`` left of their own
         plates, so they must broadcast over a leading batch dimension, as
-        ``Trace_ELBO(vectorize_particles=True)`` also requires.
+        ``Trace_ELBO(vectorize_particles=True)`` also requires (:class:`Program`
+        replicates the datapoints instead for programs that do not).
     plate_nesting
         Depth of the program's plates (found by tracing once if not given).
     scaled
         Apply the sites' scales (from ``poutine.scale``, used for KL weighting) inside
         the log weights; the data plate's subsampling scale is reported separately as
         ``data_scale``.
+    plate
+        The name of the per-datapoint plate.
     """
     model_trace, guide_trace = traces(
-        model, guide, x, *args, num_particles=num_particles, plate_nesting=plate_nesting, **kwargs
+        model, guide, *args, num_particles=num_particles, plate_nesting=plate_nesting, **kwargs
     )
-    return log_weights_of(model_trace, guide_trace, num_particles, x, scaled)
+    size = len(Batch(args, kwargs))
+    return log_weights_of(model_trace, guide_trace, num_particles, size, scaled, plate)
+
+
+class Program:
+    """A model/guide pair made ready for per-datapoint estimates on some data.
+
+    Traces the program once on a few datapoints to learn its plate nesting, the name of
+    its per-datapoint plate (:func:`~pyrovae.programs.find_plate`) and its enumerated
+    discrete sites, and then gives ``(C, K, B)`` log weights for any minibatch: C values
+    of the enumerated sites (1 when none are enumerated), K particles, B datapoints.
+
+    K particles run in one of two ways. ``"vectorize"``: under an extra outer
+    ``pyro.plate("particles", K)``, which needs networks that broadcast over a leading
+    dimension. ``"replicate"``: each datapoint repeated K times along the data plate,
+    which any program allows (BatchNorm on 2-D input, boolean-mask indexing,
+    ``view(-1, D)``). ``"auto"`` tries the first and falls back to the second, once,
+    with a warning, when the program fails under the particle plate.
+
+    Parameters
+    ----------
+    model, guide
+        Pyro programs.
+    data
+        The data they will be evaluated on (for the probe trace).
+    args, kwargs
+        Extra arguments passed on every call, after the data's own.
+    plate
+        The per-datapoint plate's name, or None to find it.
+    strategy
+        ``"auto"``, ``"vectorize"`` or ``"replicate"``.
+    discrete
+        ``"auto"`` sums guide sites marked for enumeration exactly when their joint
+        support has at most :data:`~pyrovae.programs.MAX_ENUMERATED` values, else
+        samples them; ``"enumerate"`` always sums; ``"sample"`` always samples.
+    """
+
+    def __init__(
+        self,
+        model: Callable,
+        guide: Callable,
+        data: Data,
+        args: tuple = (),
+        kwargs: dict | None = None,
+        plate: str | None = None,
+        strategy: str = "auto",
+        discrete: str = "auto",
+    ) -> None:
+        if strategy not in STRATEGIES:
+            raise PyrovaeError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
+        if discrete not in DISCRETE:
+            raise PyrovaeError(f"unknown discrete {discrete!r}; choose one of {DISCRETE}")
+        self.model, self.guide = model, guide
+        self.args, self.kwargs = tuple(args), dict(kwargs or {})
+        self.strategy = strategy
+        probe = data.first_batch()
+        call_args, call_kwargs = (*probe.args, *self.args), {**probe.kwargs, **self.kwargs}
+        guide_trace, model_trace = _probe_traces(model, guide, call_args, call_kwargs)
+        self.nesting = max_plate_nesting(model, guide, *call_args, **call_kwargs)
+        self.plate = find_plate([guide_trace, model_trace], len(probe), plate)
+        sizes = enumerated_sites(guide_trace)
+        joint = math.prod(sizes.values())
+        enumerate_them = discrete == "enumerate" or (
+            discrete == "auto" and joint <= MAX_ENUMERATED
+        )
+        self.pinned: list[dict[str, int] | None] = (
+            value_combinations(sizes) if sizes and enumerate_them else [None]
+        )
+
+    @property
+    def num_values(self) -> int:
+        """C: joint values of the enumerated sites summed over (1 when none)."""
+        return len(self.pinned)
+
+    def _programs(self, pinned: dict[str, int] | None) -> tuple[Callable, Callable]:
+        if pinned is None:
+            return self.model, self.guide
+        fix = _Pin(pinned)
+        return fix(self.model), fix(self.guide)
+
+    def call(self, batch: Batch) -> tuple[tuple, dict]:
+        """The positional and keyword arguments of one call on ``batch``."""
+        return (*batch.args, *self.args), {**batch.kwargs, **self.kwargs}
+
+    def particles(self, batch: Batch, k: int, run: Callable[[Batch, int], Any]) -> Any:
+        """``run(batch, k)`` with K particles vectorised, or replicated along the plate.
+
+        ``run`` returns ``(K, B)`` tensors (a tensor or :class:`LogWeights`); replicated,
+        it runs once on K * B datapoints and its result is laid out as ``(K, B)`` again.
+        """
+        if self.strategy == "replicate" and k > 1:
+            return self._replicated(batch, k, run)
+        try:
+            return run(batch, k)
+        except PyrovaeError:
+            raise
+        except (RuntimeError, ValueError, IndexError, TypeError, AssertionError) as err:
+            if self.strategy == "vectorize" or k == 1:
+                raise
+            text = str(err).strip()
+            first = text.splitlines()[0][:200] if text else type(err).__name__
+            warnings.warn(
+                f"the model or guide does not broadcast over a particle dimension ({first}); "
+                "replicating each datapoint K times along its plate instead "
+                "(strategy='replicate' says so up front)",
+                stacklevel=5,
+            )
+            self.strategy = "replicate"
+            return self._replicated(batch, k, run)
+
+    @staticmethod
+    def _replicated(batch: Batch, k: int, run: Callable[[Batch, int], Any]) -> Any:
+        size = len(batch)
+        out = run(batch.repeat_interleave(k), 1)
+
+        def layout(t: torch.Tensor) -> torch.Tensor:
+            return t.reshape(size, k).T
+
+        return out.map(layout) if isinstance(out, LogWeights) else layout(out)
+
+    def log_weights(self, batch: Batch, k: int, pinned: dict[str, int] | None) -> LogWeights:
+        """``(K, B)`` log weights of one minibatch with the enumerated sites at ``pinned``."""
+        model, guide = self._programs(pinned)
+
+        def run(b: Batch, particles: int) -> LogWeights:
+            args, kwargs = self.call(b)
+            return trace_log_weights(
+                model,
+                guide,
+                *args,
+                num_particles=particles,
+                plate_nesting=self.nesting,
+                plate=self.plate,
+                **kwargs,
+            )
+
+        return self.particles(batch, k, run)
+
+    def all_log_weights(self, batch: Batch, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(C, K, B)`` log weights and log q of the pinned sites, for every value."""
+        parts = [self.log_weights(batch, k, pinned) for pinned in self.pinned]
+        return (
+            torch.stack([p.log_weight for p in parts]),
+            torch.stack([torch.as_tensor(p.log_pinned).expand(k, len(batch)) for p in parts]),
+        )
+
+
+class _Pin(FixSites):
+    """:class:`~pyrovae.programs.FixSites` that marks the sites it pins."""
+
+    def _pyro_sample(self, msg: dict) -> None:
+        before = msg["is_observed"]
+        super()._pyro_sample(msg)
+        if msg["is_observed"] and not before:
+            msg["infer"] = {**msg["infer"], "_pinned": True}
 
 
 #: How many (datapoint, particle) pairs a pass holds on the CPU. Passes this small keep
@@ -312,12 +529,12 @@ def _numbers(obj: Any, depth: int = 0) -> int:
     )
 
 
-def bytes_per_row(
-    model: Callable, guide: Callable, x: torch.Tensor, args: tuple, kwargs: dict
-) -> int:
+def bytes_per_row(model: Callable, guide: Callable, x: Any, args: tuple, kwargs: dict) -> int:
     """Estimated memory of one (datapoint, particle) pair in a pass, from one probe trace."""
-    with torch.no_grad(), torch.random.fork_rng(devices=[x.device] if x.is_cuda else []):
-        model_trace, guide_trace = traces(model, guide, x[:1], *args, **kwargs)
+    batch = x if isinstance(x, Batch) else Batch((x,))
+    one = batch.index(slice(0, 1))
+    with torch.no_grad(), torch.random.fork_rng(devices=_devices(one)):
+        model_trace, guide_trace = traces(model, guide, *one.args, *args, **one.kwargs, **kwargs)
     numbers = sum(
         site["value"].numel() + _numbers(site["fn"])
         for trace in (model_trace, guide_trace)
@@ -326,10 +543,14 @@ def bytes_per_row(
     return max(1, numbers) * BYTES_PER_NUMBER
 
 
+def _devices(batch: Batch) -> list[torch.device]:
+    return [t.device for t in batch.tensors() if t.is_cuda][:1]
+
+
 def pass_shape(
     model: Callable,
     guide: Callable,
-    data: torch.Tensor,
+    data: Any,
     args: tuple,
     kwargs: dict,
     batch_size: int,
@@ -341,19 +562,21 @@ def pass_shape(
     A pass holds about :data:`ROWS_PER_PASS` (datapoint, particle) pairs on the CPU and
     :data:`ROWS_PER_PASS_CUDA` on a GPU, unless ``chunk_size`` says otherwise; a
     ``memory_budget`` caps the pairs per pass at what the budget holds, estimated from
-    the numbers one pair's sites produce (:func:`bytes_per_row`).
+    the numbers one pair's sites produce (:func:`bytes_per_row`). ``data`` is a tensor
+    or a :class:`~pyrovae.batches.Batch` of the data (or of a representative part).
     """
-    rows = ROWS_PER_PASS_CUDA if data.is_cuda else ROWS_PER_PASS
+    batch = data if isinstance(data, Batch) else Batch((data,))
+    rows = ROWS_PER_PASS_CUDA if batch.first.is_cuda else ROWS_PER_PASS
     cap = None
     if memory_budget is not None:
-        per_row = bytes_per_row(model, guide, data, args, kwargs)
+        per_row = bytes_per_row(model, guide, batch, args, kwargs)
         cap = max(1, parse_bytes(memory_budget) // per_row)
         rows = min(rows, cap)
-    batch = min(batch_size, data.shape[0], rows if cap is not None else batch_size)
-    chunk = chunk_size or max(1, rows // batch)
+    batch_size = min(batch_size, len(batch), rows if cap is not None else batch_size)
+    chunk = chunk_size or max(1, rows // batch_size)
     if cap is not None:
-        chunk = min(chunk, max(1, cap // batch))
-    return batch, chunk
+        chunk = min(chunk, max(1, cap // batch_size))
+    return batch_size, chunk
 
 
 def chunks(n: int, size: int | None):
@@ -376,17 +599,26 @@ class ELBOTerms:
 def elbo_terms(
     model: Callable,
     guide: Callable,
-    data: torch.Tensor,
+    data: Any,
     *args: Any,
     batch_size: int = 1000,
+    plate: str | None = None,
     **kwargs: Any,
 ) -> ELBOTerms:
-    """One-sample ELBO = E_q[log p(x|z)] - KL(q || p) for each datapoint of ``data``."""
-    ll, kl = [], []
-    for sl in chunks(data.shape[0], batch_size):
-        lw = trace_log_weights(model, guide, data[sl], *args, **kwargs)
-        ll.append(lw.log_likelihood[0])
-        kl.append(lw.kl[0])
+    """One-sample ELBO = E_q[log p(x|z)] - KL(q || p) for each datapoint of ``data``.
+
+    ``data`` takes every form of :mod:`pyrovae.batches`; the networks that own model and
+    guide run in ``eval()`` mode. Discrete guide sites are sampled, so the terms are
+    one-sample estimates for them too.
+    """
+    data = as_data(data)
+    with evaluating(model, guide):
+        program = Program(model, guide, data, args, kwargs, plate, discrete="sample")
+        ll, kl = [], []
+        for batch in data.passes(batch_size):
+            lw = program.log_weights(batch, 1, None)
+            ll.append(lw.log_likelihood[0])
+            kl.append(lw.kl[0])
     log_lik, kl_t = torch.cat(ll), torch.cat(kl)
     return ELBOTerms(log_lik - kl_t, log_lik, kl_t)
 
@@ -416,16 +648,19 @@ class MarginalLikelihood(_PerDatapoint):
     ----------
     per_datapoint
         The estimate of log p(x_i), shape ``(N,)``. For importance sampling:
-        log (1/K) sum_k p(x_i, z_k) / q(z_k | x_i).
+        log (1/K) sum_k p(x_i, z_k) / q(z_k | x_i), summed over the values of
+        enumerated discrete sites.
     ess
-        Effective sample size of the K importance weights, per datapoint.
+        Effective sample size of the importance weights, per datapoint.
     num_samples
-        K: importance samples (or AIS chains) per datapoint.
+        K: importance samples (or AIS chains) per datapoint (per value of the enumerated
+        sites, when there are some).
     elbo
-        Importance sampling only: the mean over the K samples of log w, per datapoint,
-        i.e. the ELBO estimated with K draws.
+        Importance sampling only: the ELBO estimated with K draws, per datapoint.
     estimator
         ``"is"`` or ``"ais"``.
+    enumerated
+        How many joint values of discrete sites were summed exactly (1: none).
     """
 
     per_datapoint: torch.Tensor
@@ -433,51 +668,67 @@ class MarginalLikelihood(_PerDatapoint):
     num_samples: int
     elbo: torch.Tensor | None = None
     estimator: str = "is"
+    enumerated: int = 1
 
 
-def check_counts(data: torch.Tensor, **counts: int | None) -> None:
-    """Raise unless every count is a positive integer (or None) and data are not empty."""
+def check_counts(data: Any, **counts: int | None) -> None:
+    """Raise unless every count is a positive integer (or None)."""
     for name, value in counts.items():
         if value is not None and (not isinstance(value, int) or value < 1):
             raise PyrovaeError(f"{name} must be a positive integer, got {value}")
-    if data.shape[0] == 0:
-        raise PyrovaeError("cannot estimate log p(x) of an empty dataset")
 
 
-def _log_weight_chunks(
-    model: Callable,
-    guide: Callable,
-    x: torch.Tensor,
-    args: tuple,
-    kwargs: dict,
-    total: int,
-    chunk_size: int,
-    nesting: int,
-):
-    """Yield ``(k, B)`` tensors of log weights, ``total`` particles in all."""
-    for ks in chunks(total, chunk_size):
-        yield trace_log_weights(
-            model,
-            guide,
-            x,
-            *args,
-            num_particles=ks.stop - ks.start,
-            plate_nesting=nesting,
-            **kwargs,
-        ).log_weight
+class _Running:
+    """Running logsumexp of w and w^2 and the enumerated ELBO, over chunks of particles."""
+
+    def __init__(self) -> None:
+        self.lse1 = self.lse2 = self.elbo = None
+
+    def add(self, lw: torch.Tensor, lq: torch.Tensor) -> None:
+        """Add ``(C, k, B)`` log weights and log q of the pinned sites."""
+        c1, c2 = lw.logsumexp((0, 1)), (2 * lw).logsumexp((0, 1))
+        elbo = (lq.exp() * (lw - lq)).sum((0, 1)) if lw.shape[0] > 1 else lw.sum((0, 1))
+        self.lse1 = c1 if self.lse1 is None else torch.logaddexp(self.lse1, c1)
+        self.lse2 = c2 if self.lse2 is None else torch.logaddexp(self.lse2, c2)
+        self.elbo = elbo if self.elbo is None else self.elbo + elbo
+
+
+def _warn_low_ess(result: MarginalLikelihood, min_ess: float) -> None:
+    median_ess = float(result.ess.median())
+    if result.num_samples > 1 and median_ess < min_ess:
+        warnings.warn(
+            f"median effective sample size is {median_ess:.2f} of {result.num_samples} "
+            "importance samples: the guide is a poor proposal and log p(x) may be "
+            "underestimated; use more samples or the AIS estimator",
+            stacklevel=4,  # the caller, beyond torch.no_grad's wrapper
+        )
+
+
+def _prepare(model, guide, data, args, kwargs, batch_size, chunk_size, memory_budget, **options):
+    """Data, program and pass shape shared by the estimators."""
+    data = as_data(data)
+    program = Program(model, guide, data, args, kwargs, **options)
+    sized = data.batch if isinstance(data, Indexable) else data.first_batch()
+    batch_size, chunk = pass_shape(
+        model, guide, sized, args, kwargs, batch_size, chunk_size, memory_budget
+    )
+    return data, program, batch_size, max(1, chunk // program.num_values)
 
 
 @torch.no_grad()
 def log_marginal_likelihood(
     model: Callable,
     guide: Callable,
-    data: torch.Tensor,
+    data: Any,
     *args: Any,
     num_samples: int = 1000,
     batch_size: int = 100,
     chunk_size: int | None = None,
     memory_budget: int | str | None = None,
     min_ess: float = 1.5,
+    plate: str | None = None,
+    strategy: str = "auto",
+    discrete: str = "auto",
     **kwargs: Any,
 ) -> MarginalLikelihood:
     """Estimate log p(x_i) for every datapoint by importance sampling from the guide.
@@ -485,13 +736,15 @@ def log_marginal_likelihood(
     Parameters
     ----------
     model, guide
-        Pyro programs called as ``model(x, *args, **kwargs)`` whose per-datapoint sites
-        lie under ``pyro.plate("data", ...)``; they must broadcast over an extra leading
-        particle dimension. Discrete latent sites are sampled, not enumerated.
+        Pyro programs called as ``model(*batch, *args, **kwargs)`` whose per-datapoint
+        sites lie under one plate over the minibatch, whatever its name. The modules
+        that own them run in ``eval()`` mode, restored afterwards.
     data
-        Datapoints, batch dimension first (already binarised, if the model needs it).
+        Datapoints in any form of :mod:`pyrovae.batches`: a tensor, a tuple or dict of
+        tensors (``model(*batch)``, ``model(**batch)``), a Dataset or an iterable of
+        batches (already binarised, if the model needs it).
     num_samples
-        K, importance samples per datapoint.
+        K, importance samples per datapoint (per value of the enumerated sites).
     batch_size
         Datapoints per pass.
     chunk_size
@@ -505,44 +758,61 @@ def log_marginal_likelihood(
     min_ess
         Warn when the median effective sample size is below this: the estimate then
         rests on one or two samples per datapoint and the guide is a poor proposal.
+    plate
+        Name of the per-datapoint plate (found when None: the outermost plate whose
+        size is the minibatch's).
+    strategy
+        How K particles run: ``"vectorize"`` (an extra outer plate), ``"replicate"``
+        (each datapoint K times along the data plate) or ``"auto"`` (see
+        :class:`Program`). The estimate does not depend on it.
+    discrete
+        Guide sites marked for enumeration: ``"auto"``, ``"enumerate"`` or ``"sample"``
+        (see :class:`Program`). Summing them exactly gives
+        log p(x) = logsumexp_y log p(x, y).
 
     Returns
     -------
     MarginalLikelihood
+
+    Notes
+    -----
+    Every log-density is the site's own, unscaled (``poutine.scale`` and the plate's
+    subsampling scale are left out) and masked as the site says. A ``pyro.factor`` in
+    the model counts as part of log p(x); one in the guide is an auxiliary loss and is
+    left out of log q.
     """
     check_counts(data, num_samples=num_samples, batch_size=batch_size, chunk_size=chunk_size)
-    batch_size, chunk_size = pass_shape(
-        model, guide, data, args, kwargs, batch_size, chunk_size, memory_budget
-    )
-    nesting = max_plate_nesting(model, guide, data[:1], *args, **kwargs)
-    lse1, lse2, mean_lw = [], [], []
-    for sl in chunks(data.shape[0], batch_size):
-        run1 = run2 = total = None
-        for lw in _log_weight_chunks(
-            model, guide, data[sl], args, kwargs, num_samples, chunk_size, nesting
-        ):
-            c1, c2, s = lw.logsumexp(0), (2 * lw).logsumexp(0), lw.sum(0)
-            run1 = c1 if run1 is None else torch.logaddexp(run1, c1)
-            run2 = c2 if run2 is None else torch.logaddexp(run2, c2)
-            total = s if total is None else total + s
-        lse1.append(run1)
-        lse2.append(run2)
-        mean_lw.append(total / num_samples)
+    with evaluating(model, guide):
+        data, program, batch_size, chunk = _prepare(
+            model,
+            guide,
+            data,
+            args,
+            kwargs,
+            batch_size,
+            chunk_size,
+            memory_budget,
+            plate=plate,
+            strategy=strategy,
+            discrete=discrete,
+        )
+        lse1, lse2, elbo = [], [], []
+        for batch in data.passes(batch_size):
+            running = _Running()
+            for ks in chunks(num_samples, chunk):
+                running.add(*program.all_log_weights(batch, ks.stop - ks.start))
+            lse1.append(running.lse1)
+            lse2.append(running.lse2)
+            elbo.append(running.elbo / num_samples)
     lse1_t, lse2_t = torch.cat(lse1), torch.cat(lse2)
     result = MarginalLikelihood(
         per_datapoint=lse1_t - math.log(num_samples),
         ess=torch.exp(2 * lse1_t - lse2_t),
         num_samples=num_samples,
-        elbo=torch.cat(mean_lw),
+        elbo=torch.cat(elbo),
+        enumerated=program.num_values,
     )
-    median_ess = float(result.ess.median())
-    if num_samples > 1 and median_ess < min_ess:
-        warnings.warn(
-            f"median effective sample size is {median_ess:.2f} of {num_samples} importance "
-            "samples: the guide is a poor proposal and log p(x) may be underestimated; "
-            "use more samples or the AIS estimator",
-            stacklevel=3,  # the caller, beyond torch.no_grad's wrapper
-        )
+    _warn_low_ess(result, min_ess)
     return result
 
 
@@ -569,13 +839,16 @@ class Bound(_PerDatapoint):
 def iwae_bound(
     model: Callable,
     guide: Callable,
-    data: torch.Tensor,
+    data: Any,
     *args: Any,
     num_particles: int = 50,
     num_estimates: int = 1,
     batch_size: int = 100,
     chunk_size: int | None = None,
     memory_budget: int | str | None = None,
+    plate: str | None = None,
+    strategy: str = "auto",
+    discrete: str = "auto",
     **kwargs: Any,
 ) -> Bound:
     """The importance-weighted bound L_k = E[log (1/k) sum_j w_j] per datapoint.
@@ -583,6 +856,7 @@ def iwae_bound(
     L_1 is the ELBO, L_k grows with k and tends to log p(x) (Burda et al., 2016), so
     ``iwae_bound(k=1) <= iwae_bound(k) <= log p(x)`` can be reported side by side. Each
     datapoint's value is the mean of ``num_estimates`` independent k-sample estimates.
+    With enumerated discrete sites, each w_j sums over their values.
 
     Parameters are as for :func:`log_marginal_likelihood`; ``chunk_size`` counts
     particles per pass and is rounded to whole groups of k when k is smaller.
@@ -595,25 +869,34 @@ def iwae_bound(
         chunk_size=chunk_size,
     )
     k, total = num_particles, num_particles * num_estimates
-    batch_size, chunk = pass_shape(
-        model, guide, data, args, kwargs, batch_size, chunk_size, memory_budget
-    )
-    nesting = max_plate_nesting(model, guide, data[:1], *args, **kwargs)
-    out = []
-    for sl in chunks(data.shape[0], batch_size):
-        x = data[sl]
-        acc = x.new_zeros(x.shape[0])  # sum over groups of logsumexp of the group
-        if chunk >= k:  # whole groups of k in every pass
-            for lw in _log_weight_chunks(
-                model, guide, x, args, kwargs, total, chunk - chunk % k, nesting
-            ):
-                acc += lw.reshape(-1, k, lw.shape[-1]).logsumexp(1).sum(0)
-        else:  # one group spans several passes
-            for _ in range(num_estimates):
-                group = [
-                    lw.logsumexp(0)
-                    for lw in _log_weight_chunks(model, guide, x, args, kwargs, k, chunk, nesting)
-                ]
-                acc += torch.stack(group).logsumexp(0)
-        out.append(acc / num_estimates - math.log(k))
+    with evaluating(model, guide):
+        data, program, batch_size, chunk = _prepare(
+            model,
+            guide,
+            data,
+            args,
+            kwargs,
+            batch_size,
+            chunk_size,
+            memory_budget,
+            plate=plate,
+            strategy=strategy,
+            discrete=discrete,
+        )
+        out = []
+        for batch in data.passes(batch_size):
+            acc = 0.0  # sum over groups of the group's logsumexp
+            if chunk >= k:  # whole groups of k in every pass
+                for ks in chunks(total, chunk - chunk % k):
+                    lw, _ = program.all_log_weights(batch, ks.stop - ks.start)
+                    groups = lw.reshape(lw.shape[0], -1, k, lw.shape[-1])
+                    acc = acc + groups.logsumexp((0, 2)).sum(0)
+            else:  # one group spans several passes
+                for _ in range(num_estimates):
+                    parts = [
+                        program.all_log_weights(batch, ks.stop - ks.start)[0].logsumexp((0, 1))
+                        for ks in chunks(k, chunk)
+                    ]
+                    acc = acc + torch.stack(parts).logsumexp(0)
+            out.append(acc / num_estimates - math.log(k))
     return Bound(torch.cat(out), num_particles, num_estimates)

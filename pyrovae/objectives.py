@@ -34,6 +34,7 @@ from pyro.poutine.messenger import Messenger
 from pyro.util import check_model_guide_match
 from torch.distributions import kl_divergence
 
+from pyrovae.batches import Batch
 from pyrovae.errors import PyrovaeError
 from pyrovae.marginal import (
     DATA_PLATE,
@@ -103,7 +104,8 @@ class Trace_ELBO(pyro.infer.Trace_ELBO):  # noqa: N801 - Pyro's name
         if is_validation_enabled() and not self._checked:
             check_model_guide_match(model_trace, guide_trace, self.max_plate_nesting)
             self._checked = True
-        lw = log_weights_of(model_trace, guide_trace, self.num_particles, args[0], scaled=True)
+        size = len(Batch(args, kwargs))
+        lw = log_weights_of(model_trace, guide_trace, self.num_particles, size, scaled=True)
         return -lw.data_scale * lw.log_weight.mean(0).sum()
 
     def loss_and_grads(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any):
@@ -226,7 +228,6 @@ class FreeBits_ELBO(IWAE_ELBO):  # noqa: N801 - named like Pyro's Trace_ELBO
         )
 
     def _bound(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any):
-        x = args[0]
         model_trace, guide_trace = traces(
             model,
             guide,
@@ -235,9 +236,9 @@ class FreeBits_ELBO(IWAE_ELBO):  # noqa: N801 - named like Pyro's Trace_ELBO
             plate_nesting=self._nesting(model, guide, args, kwargs),
             **kwargs,
         )
-        batch, k = x.shape[0], self.num_particles
+        batch, k = len(Batch(args, kwargs)), self.num_particles
         data_scale = 1.0
-        total = x.new_zeros(())
+        total = 0.0
         for site in sample_sites(model_trace, observed=True):
             total = total + per_datapoint_log_prob(site, k, batch, scaled=True).mean(0).sum()
         for guide_site in sample_sites(guide_trace, observed=False):

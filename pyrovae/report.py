@@ -127,7 +127,7 @@ def write_report(
             plots.training_curves(history)
         )
     x = run.heldout
-    if vae.image_shape is not None:
+    if getattr(vae, "image_shape", None) is not None:
         gen = torch.Generator().manual_seed(0)
         pick = torch.randperm(x.shape[0], generator=gen)[:num_images].to(x.device)
         shown = x[pick]
@@ -136,9 +136,10 @@ def write_report(
         figures["interpolations between held-out inputs"] = plots.interpolation(vae, shown)
         figures["latent traversals"] = plots.latent_traversals(vae, x[:num_scatter])
     labels = run.data.test_labels
-    figures["latent space of the held-out data"] = plots.latent_scatter(
-        vae, x[:num_scatter], labels[:num_scatter] if labels is not None else None
-    )
+    if hasattr(vae, "encode"):  # pyrovae's VAE; a user's model has no known encoder
+        figures["latent space of the held-out data"] = plots.latent_scatter(
+            vae, x[:num_scatter], labels[:num_scatter] if labels is not None else None
+        )
     if (run_dir / LOG_PX).exists():
         figures["held-out log p(x) (from pyrovae evaluate)"] = plots.log_px_histogram(
             np.load(run_dir / LOG_PX)

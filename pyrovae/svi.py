@@ -12,7 +12,11 @@ is a subclass of ``pyro.infer.SVI`` that computes the same gradient step with
   applies them (:class:`~pyrovae.errors.NonFiniteError`), so a bad step never reaches
   the parameters;
 * its optimiser state readable and restorable (:meth:`FastSVI.optim_state`,
-  :meth:`FastSVI.load_optim_state`), for checkpoints.
+  :meth:`FastSVI.load_optim_state`), for checkpoints;
+* the Pyro optimiser honoured as the user built it: a Pyro LR scheduler
+  (``pyro.optim.ExponentialLR``, ``MultiStepLR``, ``ReduceLROnPlateau``, ...) becomes one
+  torch scheduler over the fused optimiser, stepped by :meth:`FastSVI.scheduler_step`;
+  ``clip_norm`` / ``clip_value`` clip each parameter's gradient as Pyro does.
 
 :class:`ELBOLoss` turns a model/guide pair into a module for
 ``DistributedDataParallel``.
@@ -21,6 +25,7 @@ is a subclass of ``pyro.infer.SVI`` that computes the same gradient step with
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +33,7 @@ import pyro
 import torch
 from pyro import poutine
 from pyro.infer import ELBO, SVI
+from pyro.optim.lr_scheduler import PyroLRScheduler
 from torch import nn
 
 from pyrovae.errors import NonFiniteError, PyrovaeError
@@ -40,7 +46,7 @@ class FastSVI(SVI):
     ----------
     model, guide, optim, loss
         As for ``pyro.infer.SVI``. Pyro optimisers with per-parameter arguments (a
-        callable) or gradient clipping fall back to ``SVI.step``.
+        callable) fall back to ``SVI.step``.
     loss_module
         Under ``torch.distributed``: the loss as a ``DistributedDataParallel`` module
         (see :class:`ELBOLoss`), whose backward pass averages gradients over processes.
@@ -70,7 +76,10 @@ class FastSVI(SVI):
         self._seen: set[int] = set()
         self._store_size = -1
         self._pending_state: dict | None = None
-        self.fast = not callable(optim.pt_optim_args) and not optim.pt_clip_args
+        self._pending_scheduler: dict | None = None
+        self.scheduler: Any = None
+        self.fast = not callable(optim.pt_optim_args) and not callable(optim.pt_clip_args)
+        self.clip_args = dict(optim.pt_clip_args or {}) if self.fast else {}
 
     # ------------------------------------------------------------------ the step
     def _loss_and_backward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
@@ -114,9 +123,18 @@ class FastSVI(SVI):
                 break
             except (TypeError, RuntimeError, ValueError):
                 continue
-        if self._pending_state is not None and self.torch_optim is not None:
+        if self.torch_optim is None:
+            return
+        if isinstance(self.optim, PyroLRScheduler):
+            self.scheduler = self.optim.pt_scheduler_constructor(
+                self.torch_optim, **self.optim.kwargs
+            )
+        if self._pending_state is not None:
             self.torch_optim.load_state_dict(self._pending_state)
             self._pending_state = None
+        if self._pending_scheduler is not None and self.scheduler is not None:
+            self.scheduler.load_state_dict(self._pending_scheduler)
+            self._pending_scheduler = None
 
     def _check_finite(self, loss: torch.Tensor) -> None:
         if not bool(torch.isfinite(loss).all()):
@@ -124,6 +142,19 @@ class FastSVI(SVI):
         grads = [p.grad for p in self.params if p.grad is not None]
         if grads and not bool(torch.stack(torch._foreach_norm(grads)).isfinite().all()):
             raise NonFiniteError("a gradient is NaN or infinite")
+
+    def _clip(self) -> None:
+        """Clip each parameter's gradient on its own, as ``pyro.optim.PyroOptim`` does."""
+        if not self.clip_args:
+            return
+        norm, value = self.clip_args.get("clip_norm"), self.clip_args.get("clip_value")
+        for p in self.params:
+            if p.grad is None:
+                continue
+            if norm is not None:
+                torch.nn.utils.clip_grad_norm_(p, norm)
+            if value is not None:
+                torch.nn.utils.clip_grad_value_(p, value)
 
     def step_tensor(self, *args: Any, check_finite: bool = False, **kwargs: Any) -> torch.Tensor:
         """One SVI step; returns the loss as a 0-dim tensor on the device.
@@ -148,6 +179,7 @@ class FastSVI(SVI):
         try:
             if check_finite:
                 self._check_finite(loss)
+            self._clip()
             self.torch_optim.step()
         finally:
             self.torch_optim.zero_grad(set_to_none=True)
@@ -178,6 +210,44 @@ class FastSVI(SVI):
         else:
             self.torch_optim.load_state_dict(copy.deepcopy(state))
 
+    def scheduler_step(self, metric: float | None = None) -> None:
+        """Step the learning-rate scheduler, if the optimiser is one (once per epoch, say).
+
+        ``ReduceLROnPlateau`` is given ``metric`` (the epoch's loss); others take none.
+        """
+        if self.scheduler is None and not self.fast and isinstance(self.optim, PyroLRScheduler):
+            self.optim.step(*([metric] if _wants_metric(self.optim) else []))
+            return
+        if self.scheduler is not None:
+            plateau = isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+            self.scheduler.step(*([metric] if plateau else []))
+
+    def scheduler_state(self) -> dict | None:
+        """The scheduler's ``state_dict`` (a copy), or None without one."""
+        if self.scheduler is None:
+            return copy.deepcopy(self._pending_scheduler)
+        return copy.deepcopy(self.scheduler.state_dict())
+
+    def load_scheduler_state(self, state: dict | None) -> None:
+        """Restore a scheduler state now, or when the optimiser is created."""
+        if state is None:
+            return
+        if self.scheduler is None:
+            self._pending_scheduler = copy.deepcopy(state)
+        else:
+            self.scheduler.load_state_dict(copy.deepcopy(state))
+
+    @property
+    def lr(self) -> float:
+        """The learning rate of the first parameter group (NaN when unknown)."""
+        if self.torch_optim is not None:
+            return float(self.torch_optim.param_groups[0]["lr"])
+        for obj in getattr(self.optim, "optim_objs", {}).values():  # Pyro's own path
+            opt = getattr(obj, "optimizer", obj)
+            return float(opt.param_groups[0]["lr"])
+        args = self.optim.pt_optim_args
+        return float(args.get("lr", math.nan)) if isinstance(args, dict) else math.nan
+
     def set_lr(self, lr: float) -> None:
         """Set every learning rate to ``lr`` (also in a state waiting to be loaded)."""
         groups = (
@@ -187,6 +257,10 @@ class FastSVI(SVI):
         )
         for group in groups:
             group["lr"] = lr
+
+
+def _wants_metric(optim: PyroLRScheduler) -> bool:
+    return optim.pt_scheduler_constructor is torch.optim.lr_scheduler.ReduceLROnPlateau
 
 
 class ELBOLoss(nn.Module):

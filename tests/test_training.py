@@ -142,7 +142,7 @@ def test_bad_settings_are_refused(kwargs, match):
         (torch.full((4, 784), 0.5), {"binarize": "none"}, "needs binary data"),
         (torch.zeros(0, 784), {}, "empty"),
         (torch.zeros(4, 28, 28), {}, r"shape \(N, 784\)"),
-        ("not data", {}, "tensor or numpy array"),
+        ("not data", {}, "tensor, array, tuple, dict, Dataset or iterable"),
     ],
 )
 def test_bad_data_are_refused_before_training(data, kwargs, match):
