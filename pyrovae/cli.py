@@ -262,12 +262,12 @@ def _model_config(args: argparse.Namespace) -> dict[str, Any]:
     if args.model:
         if given:
             flags = ", ".join("--" + k.replace("_", "-") for k in given)
-            raise PyrovaeError(f"{flags} configure the built-in VAE and do not apply to --model")
+            raise PyrovaeError(f"the built-in VAE's flags ({flags}) do not apply to --model")
         from pyrovae.usermodel import import_object
 
+        import_object(args.model)  # fail now, before anything is written
         where, _, name = args.model.rpartition(":")
         source = f"{Path(where).resolve()}:{name}" if where.endswith(".py") else args.model
-        import_object(source)  # fail now, before anything is written
         return {"kind": "user", "source": source, "kwargs": dict(args.model_arg)}
     if args.model_arg:
         raise PyrovaeError("--model-arg applies to --model only")

@@ -194,10 +194,11 @@ def _probe_traces(model: Callable, guide: Callable, args: tuple, kwargs: dict):
     tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
     cuda = [t.device for t in tensors if t.is_cuda][:1]
     with poutine.block(), torch.no_grad(), torch.random.fork_rng(devices=cuda):
-        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
-            *args, **kwargs
-        )
+        with evaluating(model, guide):  # a probe must not move BatchNorm's statistics
+            guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+            model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
+                *args, **kwargs
+            )
     return guide_trace, model_trace
 
 
@@ -533,7 +534,7 @@ def bytes_per_row(model: Callable, guide: Callable, x: Any, args: tuple, kwargs:
     """Estimated memory of one (datapoint, particle) pair in a pass, from one probe trace."""
     batch = x if isinstance(x, Batch) else Batch((x,))
     one = batch.index(slice(0, 1))
-    with torch.no_grad(), torch.random.fork_rng(devices=_devices(one)):
+    with torch.no_grad(), torch.random.fork_rng(devices=_devices(one)), evaluating(model, guide):
         model_trace, guide_trace = traces(model, guide, *one.args, *args, **one.kwargs, **kwargs)
     numbers = sum(
         site["value"].numel() + _numbers(site["fn"])

@@ -166,7 +166,8 @@ def has_enumerated_sites(guide: Callable, batch) -> bool:
     if wrapped_by_config_enumerate(guide):
         return True
     with poutine.block(), torch.no_grad(), torch.random.fork_rng(devices=_cuda(batch)):
-        trace = poutine.trace(guide).get_trace(*batch.args, **batch.kwargs)
+        with evaluating(guide):  # a probe must not move BatchNorm's statistics
+            trace = poutine.trace(guide).get_trace(*batch.args, **batch.kwargs)
     return bool(enumerated_sites(trace))
 
 

@@ -96,3 +96,53 @@ class Mixture:
             post_var = self.s**2 / var
             loc = self.a * (x - self.m[c]) / var
             pyro.sample("u", dist.Normal(loc, math.sqrt(post_var)))
+
+
+class CovariatePPCA(torch.nn.Module):
+    """PPCA with a covariate and a plate of its own name: exact log p(x | c).
+
+    z ~ N(0, I_Q), x | z, c ~ N(W z + V c + mu, sigma^2 I_D) under ``pyro.plate("cells")``,
+    so log p(x | c) = log N(x; V c + mu, W W^T + sigma^2 I) and the guide is the exact
+    posterior: every importance weight equals p(x | c), whatever K.
+
+    With ``broadcasts=False`` the model flattens z with ``reshape(-1, Q)`` and passes
+    W z through a BatchNorm layer (identity in eval mode: zero running mean, unit running
+    variance, eps 0), as real networks do: it then fails under an extra particle plate,
+    and gives wrong values in training mode.
+    """
+
+    def __init__(self, seed: int = 0, shift: float = 0.0, broadcasts: bool = True) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.W = torch.randn(D, Q, generator=g, dtype=torch.float64)
+        self.V = torch.randn(D, 2, generator=g, dtype=torch.float64)
+        self.mu = torch.randn(D, generator=g, dtype=torch.float64)
+        self.sigma, self.shift, self.broadcasts = 0.5, shift, broadcasts
+        self.Minv = torch.linalg.inv(self.W.T @ self.W + self.sigma**2 * torch.eye(Q).double())
+        self.norm = torch.nn.BatchNorm1d(D, affine=False, eps=0.0, dtype=torch.float64)
+
+    def sample(self, n: int, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        g = torch.Generator().manual_seed(seed)
+        c = torch.randn(n, 2, generator=g, dtype=torch.float64)
+        z = torch.randn(n, Q, generator=g, dtype=torch.float64)
+        noise = self.sigma * torch.randn(n, D, generator=g, dtype=torch.float64)
+        return z @ self.W.T + c @ self.V.T + self.mu + noise, c
+
+    def exact_log_px(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        cov = self.W @ self.W.T + self.sigma**2 * torch.eye(D, dtype=torch.float64)
+        return dist.MultivariateNormal(c @ self.V.T + self.mu, cov).log_prob(x)
+
+    def model(self, x: torch.Tensor, c: torch.Tensor) -> None:
+        with pyro.plate("cells", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(x.new_zeros(Q), 1.0).to_event(1))
+            if self.broadcasts:
+                wz = z @ self.W.T
+            else:
+                wz = self.norm(z.reshape(-1, Q) @ self.W.T)
+            loc = wz + c @ self.V.T + self.mu
+            pyro.sample("x", dist.Normal(loc, self.sigma).to_event(1), obs=x)
+
+    def guide(self, x: torch.Tensor, c: torch.Tensor) -> None:
+        with pyro.plate("cells", x.shape[0]):
+            loc = (x - c @ self.V.T - self.mu) @ self.W @ self.Minv.T + self.shift
+            pyro.sample("z", dist.MultivariateNormal(loc, self.sigma**2 * self.Minv))

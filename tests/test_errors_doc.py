@@ -14,7 +14,7 @@ import re
 import shlex
 import shutil
 import sys
-from contextlib import redirect_stderr
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import numpy as np
@@ -118,7 +118,56 @@ ROWS = [
     ),
     ("resuming a finished run", "pyrovae train --resume run", "run"),
     ("resuming a missing run", "pyrovae train --resume nowhere", None),
+    ("a --model file that does not exist", "pyrovae train --model missing.py:Net", None),
+    (
+        "a --model class the file lacks",
+        "pyrovae train --model net.py:Missing --dataset arrays.npz",
+        lambda: _user_files(),
+    ),
+    (
+        "a flag of the built-in VAE with --model",
+        "pyrovae train --model net.py:Net --z-dim 3 --dataset arrays.npz",
+        lambda: _user_files(),
+    ),
+    (
+        "a .npz split for some arrays only",
+        "pyrovae train --model net.py:Net --dataset half.npz",
+        lambda: _user_files(),
+    ),
+    (
+        "a VAE-only command on a user model",
+        "pyrovae sample user --out s.png",
+        lambda: _user_run(),
+    ),
 ]
+
+
+def _user_files() -> None:
+    """A user's model file and .npz files of named arrays, in the current folder."""
+    Path("net.py").write_text(
+        "import pyro, pyro.distributions as dist, torch\n"
+        "class Net(torch.nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.loc = torch.nn.Parameter(torch.zeros(2))\n"
+        "    def model(self, x):\n"
+        "        pyro.module('net', self)\n"
+        "        with pyro.plate('rows', len(x)):\n"
+        "            pyro.sample('x', dist.Normal(self.loc, 1.0).to_event(1), obs=x)\n"
+        "    def guide(self, x):\n"
+        "        pass\n"
+    )
+    np.savez("arrays.npz", x=np.zeros((10, 2), dtype=np.float32))
+    np.savez("half.npz", x_train=np.zeros((10, 2)), y=np.zeros(10))
+
+
+def _user_run() -> None:
+    from pyrovae.cli import main
+
+    _user_files()
+    with redirect_stderr(io.StringIO()), redirect_stdout(io.StringIO()):
+        args = "train --model net.py:Net --dataset arrays.npz --epochs 1 --out user"
+        assert main([*args.split(), "--no-progress"]) == 0
 
 
 def train_tiny(folder: Path) -> Path:
