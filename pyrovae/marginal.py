@@ -652,7 +652,8 @@ class MarginalLikelihood(_PerDatapoint):
         log (1/K) sum_k p(x_i, z_k) / q(z_k | x_i), summed over the values of
         enumerated discrete sites.
     ess
-        Effective sample size of the importance weights, per datapoint.
+        Effective sample size of the importance weights, per datapoint: out of K, or of
+        K times the number of enumerated values, whose weights all enter the sum.
     num_samples
         K: importance samples (or AIS chains) per datapoint (per value of the enumerated
         sites, when there are some).
@@ -696,9 +697,10 @@ class _Running:
 
 def _warn_low_ess(result: MarginalLikelihood, min_ess: float) -> None:
     median_ess = float(result.ess.median())
-    if result.num_samples > 1 and median_ess < min_ess:
+    drawn = result.num_samples * result.enumerated
+    if drawn > 1 and median_ess < min_ess:
         warnings.warn(
-            f"median effective sample size is {median_ess:.2f} of {result.num_samples} "
+            f"median effective sample size is {median_ess:.2f} of {drawn} "
             "importance samples: the guide is a poor proposal and log p(x) may be "
             "underestimated; use more samples or the AIS estimator",
             stacklevel=4,  # the caller, beyond torch.no_grad's wrapper

@@ -1,5 +1,6 @@
 """Every benchmark script runs with tiny settings (their figures are not asserted here)."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -31,12 +32,21 @@ TINY = {
         "--out",
         "{tmp}",
     ],
+    # needs a pyro-ppl/pyro checkout: PYRO_EXAMPLES=/path/to/pyro/examples, else skipped
+    "pyro_examples.py": [
+        "--pyro-examples",
+        "{pyro_examples}",
+        "--quick",
+        "--out",
+        "{tmp}/pyro_examples.json",
+    ],
 }
 EXPECTED = {
     "train_vs_pytorch.py": "time ratio",
     "speed.py": "plain PyTorch, fused Adam",
     "marginal_vs_pytorch.py": "time ratio pyrovae / plain PyTorch",
     "compare_configs.py": "| standard |",
+    "pyro_examples.py": "pyrovae log p against Pyro's Importance",
 }
 
 
@@ -47,7 +57,12 @@ def test_every_benchmark_has_smoke_settings():
 
 @pytest.mark.parametrize("name", sorted(TINY))
 def test_benchmark_runs(name, tmp_path):
-    args = [a.replace("{tmp}", str(tmp_path)) for a in TINY[name]]
+    examples = os.environ.get("PYRO_EXAMPLES", "")
+    if "{pyro_examples}" in TINY[name] and not (examples and Path(examples).is_dir()):
+        pytest.skip("PYRO_EXAMPLES is not set to the examples/ folder of a Pyro checkout")
+    args = [
+        a.replace("{tmp}", str(tmp_path)).replace("{pyro_examples}", examples) for a in TINY[name]
+    ]
     proc = subprocess.run(
         [sys.executable, str(BENCHMARKS / name), *args],
         capture_output=True,
