@@ -129,8 +129,8 @@ class Batch:
         return fn(*self.args, *args, **self.kwargs, **kwargs)
 
 
-def check_rows(batch: Batch, name: str) -> None:
-    """Raise unless the tensors share the first axis and the floats are finite."""
+def check_rows(batch: Batch, name: str, allow_nan: bool = False) -> None:
+    """Raise unless the tensors share the first axis and (unless allowed) floats are finite."""
     n = len(batch)
     if n == 0:
         raise PyrovaeError(f"{name} is empty: it holds no datapoints")
@@ -141,10 +141,13 @@ def check_rows(batch: Batch, name: str) -> None:
                 f"{name}: tensor {i} has shape {shape} but the first has {n} datapoints; "
                 "every tensor needs one row per datapoint along its first axis"
             )
-        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+        if allow_nan and t.is_floating_point() and bool(torch.isinf(t).any()):
+            raise PyrovaeError(f"{name} contains infinite values; only NaN means missing")
+        if not allow_nan and t.is_floating_point() and not bool(torch.isfinite(t).all()):
             bad = int((~torch.isfinite(t)).sum())
             raise PyrovaeError(
-                f"{name} contains {bad} NaN or infinite values; remove or impute them"
+                f"{name} contains {bad} NaN or infinite values; remove or impute them, or "
+                "train on the observed entries (missing='mask', --missing mask)"
             )
 
 
@@ -238,8 +241,11 @@ def _collate(dataset: Dataset, name: str) -> Batch:
     return Batch.of(default_collate(items))
 
 
-def as_data(data: Any, name: str = "data") -> Data:
-    """Read ``data`` in any of the accepted forms (see the module docstring)."""
+def as_data(data: Any, name: str = "data", allow_nan: bool = False) -> Data:
+    """Read ``data`` in any of the accepted forms (see the module docstring).
+
+    ``allow_nan`` lets NaNs through (they mean missing entries, see :mod:`pyrovae.missing`).
+    """
     if isinstance(data, Data):
         return data
     if data is None:
@@ -260,7 +266,7 @@ def as_data(data: Any, name: str = "data") -> Data:
             f"{name} must be a tensor, array, tuple, dict, Dataset or iterable of batches, "
             f"not {type(data).__name__}"
         )
-    check_rows(batch, name)
+    check_rows(batch, name, allow_nan)
     return Indexable(batch)
 
 

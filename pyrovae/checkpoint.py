@@ -222,6 +222,7 @@ def load_run(
         Where to put the VAE and the held-out data.
     """
     from pyrovae.datasets import get_binarization, load_dataset
+    from pyrovae.tables import standardize_dataset
     from pyrovae.training import resolve_device
     from pyrovae.usermodel import load_named_arrays
 
@@ -234,10 +235,14 @@ def load_run(
     try:
         data_cfg, seed = config["data"], config["train"]["seed"]
         name = dataset or data_cfg["dataset"]
+        masked = config["train"].get("missing") == "mask"
         if user:
             data = load_named_arrays(name)
         else:
-            data = load_dataset(name, data_dir or (None if dataset else data_cfg["data_dir"]))
+            folder = data_dir or (None if dataset else data_cfg["data_dir"])
+            fraction = data_cfg.get("test_fraction", 0.2)
+            loaded = load_dataset(name, folder, allow_nan=masked, test_fraction=fraction)
+            data = standardize_dataset(loaded, data_cfg)
         binarization = get_binarization(data_cfg["binarize"])
     except KeyError as err:
         raise PyrovaeError(f"{Path(run_dir) / CONFIG} lacks the setting {err}") from None
@@ -245,6 +250,14 @@ def load_run(
         batch = Batch.of(data.test)
         binarization.check(batch.first)
         batch = batch.with_first(binarization.heldout(batch.first, seed)).to(dev)
+        return Run(vae, config, data, batch.kwargs)
+    if masked:
+        from pyrovae.missing import as_masked
+
+        batch = as_masked(data.test, "held-out data").batch
+        binarization.check(batch.first)
+        batch = batch.with_first(binarization.heldout(batch.first, seed)).to(dev)
+        vae.check_data(batch.first)
         return Run(vae, config, data, batch.kwargs)
     binarization.check(data.test)
     heldout = binarization.heldout(data.test, seed).to(dev)

@@ -97,7 +97,7 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     from pyrovae.datasets import BINARIZATIONS, DATASETS
     from pyrovae.guides import GUIDES
     from pyrovae.likelihoods import LIKELIHOODS
-    from pyrovae.nets import ACTIVATIONS, NETS
+    from pyrovae.nets import ACTIVATIONS, INITS, NETS
     from pyrovae.objectives import LOSSES
     from pyrovae.priors import PRIORS
 
@@ -109,6 +109,19 @@ def _add_train(p: argparse.ArgumentParser) -> None:
         "(default: sample, the bundled 8,000/2,000 MNIST split)",
     )
     data.add_argument("--data-dir", help="folder with the torchvision files (no download)")
+    data.add_argument(
+        "--test-fraction",
+        type=_number(float, 0, True, "a fraction between 0 and 1"),
+        default=0.2,
+        help="the last part of a .npy or .csv file held out for validation and evaluate "
+        "(default 0.2); a .npz with x_train/x_test gives its own split",
+    )
+    data.add_argument(
+        "--standardize",
+        action="store_true",
+        help="standardise each column by the mean and standard deviation of its observed "
+        "training entries (stored in the run, undone on output)",
+    )
     data.add_argument(
         "--binarize",
         default="auto",
@@ -154,6 +167,9 @@ def _add_train(p: argparse.ArgumentParser) -> None:
             f"(e.g. --{part}-arg {_EXAMPLE_ARGS[part]})",
         )
     model.add_argument("--activation", **_choice(ACTIVATIONS), help="(default relu)")
+    model.add_argument(
+        "--init", **_choice(INITS), help="initial weights of the networks (default: torch's)"
+    )
     train = p.add_argument_group("training")
     train.add_argument(
         "--loss",
@@ -198,6 +214,13 @@ def _add_train(p: argparse.ArgumentParser) -> None:
         "--amp",
         action="store_true",
         help="mixed precision: networks in bfloat16, densities in float32 (for GPUs)",
+    )
+    train.add_argument(
+        "--missing",
+        choices=["error", "mask"],
+        default="error",
+        help="NaNs and empty cells in the data: error (default), or mask: train on the "
+        "observed entries only (MIWAE with --loss iwae)",
     )
     out = p.add_argument_group("output")
     out.add_argument("--out", default="runs/latest", help="run folder (default runs/latest)")
@@ -250,6 +273,7 @@ VAE_FLAGS: dict[str, Any] = {
     "guide": "diagonal",
     "net": "mlp",
     "activation": "relu",
+    "init": "default",
     "prior_arg": [],
     "likelihood_arg": [],
     "guide_arg": [],
@@ -286,6 +310,7 @@ def _model_config(args: argparse.Namespace) -> dict[str, Any]:
         "prior_kwargs": dict(values["prior_arg"]),
         "likelihood_kwargs": dict(values["likelihood_arg"]),
         "guide_kwargs": dict(values["guide_arg"]),
+        **({"init": values["init"]} if values["init"] != "default" else {}),
     }
 
 
@@ -295,7 +320,13 @@ def _config_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "pyrovae_version": __version__,
         "model": model,
-        "data": {"dataset": args.dataset, "data_dir": args.data_dir, "binarize": args.binarize},
+        "data": {
+            "dataset": args.dataset,
+            "data_dir": args.data_dir,
+            "binarize": args.binarize,
+            "standardize": args.standardize,
+            "test_fraction": args.test_fraction,
+        },
         "train": {
             "epochs": 20 if args.epochs is None else args.epochs,
             "batch_size": args.batch_size,
@@ -309,6 +340,7 @@ def _config_from_args(args: argparse.Namespace) -> dict[str, Any]:
             "amp": args.amp,
             "checkpoint_every": args.checkpoint_every,
             "on_nan": args.on_nan,
+            "missing": args.missing,
         },
     }
 
@@ -316,10 +348,18 @@ def _config_from_args(args: argparse.Namespace) -> dict[str, Any]:
 def _build_vae(config: dict[str, Any]):
     """Data and VAE of a run config; fills in what it derives."""
     from pyrovae.datasets import load_dataset
+    from pyrovae.tables import standardize_dataset
     from pyrovae.vae import VAE
 
     data_cfg = config["data"]
-    data = load_dataset(data_cfg["dataset"], data_cfg["data_dir"])
+    masked = config["train"].get("missing") == "mask"
+    data = load_dataset(
+        data_cfg["dataset"],
+        data_cfg["data_dir"],
+        allow_nan=masked,
+        test_fraction=data_cfg.get("test_fraction", 0.2),
+    )
+    data = standardize_dataset(data, data_cfg)
     model_cfg = dict(config["model"], x_dim=data.x_dim, image_shape=data.image_shape)
     try:
         vae = VAE(**model_cfg)
@@ -348,6 +388,8 @@ BUILDERS = {"vae": _build_vae, "user": _build_user}
 
 def _build(config: dict[str, Any]):
     """Data, model, loss and binarisation of a run config; fills in what it derives."""
+    import torch
+
     from pyrovae.batches import Batch
     from pyrovae.checkpoint import model_kind
     from pyrovae.datasets import get_binarization
@@ -364,6 +406,14 @@ def _build(config: dict[str, Any]):
     binarization = get_binarization(data_cfg["binarize"])
     for split in (data.train, data.test):  # fail before anything is written
         first = Batch.of(split).first
+        if train_cfg.get("missing") == "mask":
+            first = torch.nan_to_num(first, nan=0.0)
+        elif first.is_floating_point() and bool(torch.isnan(first).any()):
+            raise PyrovaeError(
+                f"{data_cfg['dataset']} has {int(torch.isnan(first).sum())} missing entries "
+                "(NaN or empty cells); train on the observed entries with --missing mask, "
+                "or remove them"
+            )
         binarization.check(first)
         if check is not None:
             check(binarization.fixed(first, train_cfg["seed"]))
@@ -467,6 +517,7 @@ def _train(args: argparse.Namespace) -> None:
             checkpoint_every=train_cfg.get("checkpoint_every"),
             on_nan=train_cfg.get("on_nan", "stop"),
             resume=resume,
+            missing=train_cfg.get("missing", "error"),
         )
     except NonFiniteError as err:
         kept = (
@@ -483,7 +534,8 @@ def _train(args: argparse.Namespace) -> None:
     from pyrovae.report import write_report
 
     write_report(out, device=args.device)
-    print(f"wrote {out}/ (config.json, checkpoint.pt, history.json, figures, report.html)")
+    written = ", ".join(sorted(p.name for p in out.iterdir() if p.is_file()))
+    print(f"wrote {out}/ ({written})")
 
 
 def _tensorboard(out: Path):
@@ -841,12 +893,17 @@ def _add_impute(p: argparse.ArgumentParser) -> None:
     from pyrovae.applications import MASKS
 
     _add_run_data(p)
-    p.add_argument("--out", required=True, help="the .npy file to write: the filled data")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="the file to write: the filled data (.npy; for a table with missing entries, "
+        ".npy or .csv, same rows in the same order)",
+    )
     p.add_argument(
         "--mask",
-        default="bottom-half",
-        help=f"which pixels are missing: {', '.join(MASKS)}, or a .npy file of "
-        "booleans shaped like the data (default bottom-half)",
+        help=f"images: which pixels to hide and fill: {', '.join(MASKS)}, or a .npy file of "
+        "booleans shaped like the data (default bottom-half); not for a --dataset with "
+        "missing entries (NaN, empty cells), which are what gets filled",
     )
     p.add_argument(
         "--num-samples",
@@ -854,8 +911,85 @@ def _add_impute(p: argparse.ArgumentParser) -> None:
         default=100,
         help="importance samples per datapoint (default 100)",
     )
+    p.add_argument(
+        "--multiple",
+        type=_positive_int,
+        metavar="M",
+        help="tables: write M draws from p(x_missing | x_observed) instead of its mean "
+        "(multiple imputation): a .npy of shape (M, N, D), or M files OUT_1.csv ...",
+    )
     p.add_argument("--figure", help="also write a PNG of inputs, masked inputs and fills")
     p.add_argument("--seed", type=int, default=0, help="default 0")
+
+
+def _read_table(path: str):
+    """A table with NaN for missing entries (.csv or .npy), and its header."""
+    from pyrovae.tables import check_table, read_csv
+
+    if path.endswith(".csv"):
+        return read_csv(path)
+    try:
+        values = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise PyrovaeError(f"cannot read {path}: {err}") from None
+    if values.ndim != 2 or not np.issubdtype(values.dtype, np.number):
+        raise PyrovaeError(f"{path}: expected a numeric table of shape (N, D)")
+    values = values.astype(np.float64)
+    check_table(values, path)
+    return values, None
+
+
+def _is_table_with_missing(dataset: str | None) -> bool:
+    if dataset is None or not dataset.endswith((".csv", ".npy")) or not Path(dataset).is_file():
+        return False
+    return dataset.endswith(".csv") or bool(np.isnan(_read_table(dataset)[0]).any())
+
+
+def _impute_table(args: argparse.Namespace) -> None:
+    """Fill the missing entries of a whole table, in the run's units, rows in order."""
+    import torch
+
+    from pyrovae.checkpoint import CONFIG, load, read_json
+    from pyrovae.missing import impute
+    from pyrovae.tables import Standardizer, write_table
+    from pyrovae.training import resolve_device
+
+    if args.mask or args.figure:
+        raise PyrovaeError(
+            "--mask and --figure are for images; the missing entries of a table are filled"
+        )
+    if Path(args.out).suffix not in (".csv", ".npy"):
+        raise PyrovaeError(f"--out {args.out} must end in .csv or .npy")
+    config = read_json(Path(args.run_dir) / CONFIG)
+    dev = resolve_device(args.device)
+    model = load(args.run_dir, device=dev)
+    values, header = _read_table(args.dataset)
+    x = torch.from_numpy(values)
+    stats = config["data"].get("standardizer")
+    scaler = Standardizer.from_config(stats) if stats else None
+    xs = (scaler.forward(x.float()) if scaler is not None else x).float()
+    if hasattr(model, "check_data"):
+        model.check_data(torch.nan_to_num(xs, nan=0.0))
+    filled = impute(
+        model.model,
+        model.guide,
+        xs.to(dev),
+        num_samples=args.num_samples,
+        multiple=args.multiple,
+        seed=args.seed,
+    ).cpu()
+    out = (scaler.inverse(filled) if scaler is not None else filled).double()
+    out = torch.where(torch.isnan(x), out, x).numpy()  # observed entries exactly as given
+    path = Path(args.out)
+    if args.multiple and path.suffix == ".csv":
+        for m, table in enumerate(out, 1):
+            write_table(path.with_name(f"{path.stem}_{m}.csv"), table, header)
+        print(
+            f"wrote {args.multiple} tables {path.stem}_1.csv ... {path.stem}_{args.multiple}.csv"
+        )
+        return
+    write_table(path, out, header)
+    print(f"wrote {path} {tuple(out.shape)}: {int(np.isnan(values).sum())} entries filled")
 
 
 def _impute(args: argparse.Namespace) -> None:
@@ -865,6 +999,12 @@ def _impute(args: argparse.Namespace) -> None:
     from pyrovae import plots
     from pyrovae.applications import MASKS, impute
 
+    if _is_table_with_missing(args.dataset):
+        _impute_table(args)
+        return
+    if args.multiple:
+        raise PyrovaeError("--multiple is for a --dataset with missing entries (NaN, empty cells)")
+    args.mask = args.mask or "bottom-half"
     vae, _, data, x = _load_run(args)
     if args.mask in MASKS:
         if vae.image_shape is None:

@@ -82,17 +82,19 @@ def read_idx(path: str | Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
-def _as_float(array: np.ndarray, source: str) -> torch.Tensor:
-    """uint8 grey levels to [0, 1]; other numbers kept; NaN, Inf and non-numbers refused."""
+def _as_float(array: np.ndarray, source: str, allow_nan: bool = False) -> torch.Tensor:
+    """uint8 grey levels to [0, 1]; other numbers kept; NaN (unless allowed, as missing
+    entries), Inf and non-numbers refused."""
     if array.dtype == np.uint8:
         return torch.from_numpy(array.astype(np.float32) / 255.0)
     if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
         raise PyrovaeError(f"{source} holds {array.dtype} values; expected numbers")
     out = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
-    if not bool(torch.isfinite(out).all()):
-        bad = int((~torch.isfinite(out)).sum())
+    bad = int((torch.isinf(out) if allow_nan else ~torch.isfinite(out)).sum())
+    if bad:
         raise PyrovaeError(
-            f"{source} contains {bad} NaN or infinite values; remove or impute them"
+            f"{source} contains {bad} NaN or infinite values; remove or impute them, or train "
+            "on the observed entries (--missing mask)"
         )
     return out
 
@@ -155,8 +157,8 @@ def _torchvision_loader(cls_name: str, label: str) -> Callable[[str | None], Dat
     return load
 
 
-def load_array(path: str | Path, test_fraction: float = 0.2) -> Dataset:
-    """A user's ``.npy`` or ``.npz`` file.
+def load_array(path: str | Path, test_fraction: float = 0.2, allow_nan: bool = False) -> Dataset:
+    """A user's ``.npy`` or ``.npz`` file (NaN entries allowed with ``allow_nan``).
 
     A ``.npz`` with ``x_train`` and ``x_test`` (and optionally ``y_train``, ``y_test``)
     gives the split; otherwise the single array (``.npy``, or the ``.npz``'s ``x`` or only
@@ -207,8 +209,8 @@ def load_array(path: str | Path, test_fraction: float = 0.2) -> Dataset:
         return None if y is None else torch.as_tensor(np.asarray(y, dtype=np.int64))
 
     return Dataset(
-        _as_float(xtr, source),
-        _as_float(xte, source),
+        _as_float(xtr, source, allow_nan),
+        _as_float(xte, source, allow_nan),
         labels(ytr),
         labels(yte),
         shape,
@@ -223,14 +225,41 @@ DATASETS: dict[str, Callable[[str | None], Dataset]] = {
 }
 
 
-def load_dataset(name: str, data_dir: str | None = None) -> Dataset:
-    """Load a dataset by registry name (``sample``, ``mnist``, ...) or by file path."""
+def load_csv(path: str | Path, test_fraction: float = 0.2) -> Dataset:
+    """A numeric ``.csv`` table (see :mod:`pyrovae.tables`); the last part is held out.
+
+    Empty cells and ``NaN`` are kept as NaN: train on them with ``--missing mask``.
+    """
+    from pyrovae.tables import read_csv
+
+    values, _ = read_csv(path)
+    if len(values) < 2:
+        raise PyrovaeError(f"{path} holds {len(values)} datapoint; need at least 2 to split")
+    n_test = min(len(values) - 1, max(1, round(len(values) * test_fraction)))
+    x = torch.from_numpy(values).float()
+    return Dataset(x[:-n_test], x[-n_test:], name=str(path))
+
+
+def load_dataset(
+    name: str, data_dir: str | None = None, allow_nan: bool = False, test_fraction: float = 0.2
+) -> Dataset:
+    """Load a dataset by registry name (``sample``, ``mnist``, ...) or by file path.
+
+    ``.csv`` tables keep their missing entries as NaN; ``.npy``/``.npz`` files may hold
+    NaN with ``allow_nan`` (training with ``missing="mask"``).
+    """
     if name in DATASETS:
         return DATASETS[name](data_dir)
+    if not 0 < test_fraction < 1:
+        raise PyrovaeError(f"test_fraction must lie between 0 and 1, got {test_fraction}")
+    if name.endswith(".csv"):
+        return load_csv(name, test_fraction)
     if name.endswith((".npy", ".npz")) or Path(name).exists():
-        return load_array(name)
+        return load_array(name, test_fraction, allow_nan=allow_nan)
     names = ", ".join(sorted(DATASETS))
-    raise PyrovaeError(f"unknown dataset {name!r}; choose one of: {names}, or a .npy/.npz path")
+    raise PyrovaeError(
+        f"unknown dataset {name!r}; choose one of: {names}, or a .npy/.npz/.csv path"
+    )
 
 
 # ------------------------------------------------------------------------ binarisation

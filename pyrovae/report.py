@@ -126,7 +126,13 @@ def write_report(
         figures["training curves: ELBO, reconstruction and KL terms per epoch"] = (
             plots.training_curves(history)
         )
-    x = run.heldout
+    x, mask = run.heldout, None
+    if isinstance(x, dict) and hasattr(vae, "encode"):  # missing entries: what the encoder sees
+        x, mask = x["x"], x.get("mask")
+    if getattr(vae, "image_shape", None) is None and hasattr(vae, "reconstruct"):
+        figures["reconstruction error per column of the held-out data"] = plots.column_errors(
+            vae, x, mask
+        )
     if getattr(vae, "image_shape", None) is not None:
         gen = torch.Generator().manual_seed(0)
         pick = torch.randperm(x.shape[0], generator=gen)[:num_images].to(x.device)

@@ -27,7 +27,8 @@ from torch import nn
 from pyrovae.errors import PyrovaeError
 from pyrovae.guides import GUIDES, GuideFamily
 from pyrovae.likelihoods import LIKELIHOODS, Likelihood
-from pyrovae.nets import NETS
+from pyrovae.missing import ObservedEntries
+from pyrovae.nets import INITS, NETS
 from pyrovae.priors import PRIORS, Prior
 from pyrovae.registry import lookup
 
@@ -78,6 +79,9 @@ class VAE(nn.Module):
         and by the figures.
     prior_kwargs, likelihood_kwargs, guide_kwargs
         Extra constructor arguments for parts given by name.
+    init
+        How the networks' weights start (a key of ``nets.INITS``: ``"default"`` or
+        ``"orthogonal"``).
     name
         Prefix under which the parameters are registered in Pyro's parameter store;
         unique per instance by default, so two VAEs in one process never share
@@ -105,6 +109,7 @@ class VAE(nn.Module):
         likelihood_kwargs: dict[str, Any] | None = None,
         guide_kwargs: dict[str, Any] | None = None,
         name: str | None = None,
+        init: str = "default",
     ) -> None:
         super().__init__()
         if x_dim < 1 or z_dim < 1 or any(h < 1 for h in hidden):
@@ -129,6 +134,9 @@ class VAE(nn.Module):
             activation=activation,
             image_shape=self.image_shape,
         )
+        init_weights = lookup(INITS, init, "init")
+        init_weights(self.encoder)
+        init_weights(self.decoder)
         self.prior.attach(self._gaussian_posterior, self.x_dim)
         self._pyro_params: list[tuple[str, nn.Parameter]] | None = None
         # What it takes to rebuild this VAE (see pyrovae.checkpoint). A part given as a
@@ -147,9 +155,16 @@ class VAE(nn.Module):
             "likelihood_kwargs": dict(likelihood_kwargs or {}),
             "guide_kwargs": dict(guide_kwargs or {}),
         }
+        if init != "default":  # runs written before this option keep their config
+            self.config["init"] = init
 
     # ----------------------------------------------------------------- Pyro programs
-    def model(self, x: torch.Tensor | None = None, num_samples: int | None = None) -> torch.Tensor:
+    def model(
+        self,
+        x: torch.Tensor | None = None,
+        num_samples: int | None = None,
+        mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """The generative model p(x, z) = p(z) p(x|z).
 
         Parameters
@@ -158,6 +173,10 @@ class VAE(nn.Module):
             Observations of shape ``(batch, x_dim)``; ``None`` to generate.
         num_samples
             How many datapoints to generate when ``x`` is ``None``.
+        mask
+            True where an entry of ``x`` is observed (missing ones set to zero): the
+            likelihood then scores the observed entries only (MIWAE; see
+            :mod:`pyrovae.missing`).
 
         Returns
         -------
@@ -170,13 +189,20 @@ class VAE(nn.Module):
             raise PyrovaeError("model() needs data x or num_samples to generate")
         with pyro.plate("data", size):
             z = pyro.sample("z", self.prior())
-            return pyro.sample("x", self.decode(z), obs=x)
+            px = self.decode(z)
+            return pyro.sample("x", px if mask is None else ObservedEntries(px, mask), obs=x)
 
-    def guide(self, x: torch.Tensor, num_samples: int | None = None) -> torch.Tensor:
+    def guide(
+        self,
+        x: torch.Tensor,
+        num_samples: int | None = None,
+        mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """The approximate posterior q(z|x) given by the encoder.
 
         ``num_samples`` is accepted (and ignored) so that model and guide share a
         signature, as Pyro's inference algorithms call both with the same arguments.
+        With missing entries the encoder sees ``x`` zero-filled.
         """
         self._register()
         with pyro.plate("data", x.shape[0]):

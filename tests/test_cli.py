@@ -223,6 +223,14 @@ SPREAD = [
     ("diagonal", "categorical", "diagonal", "meanfield", ["--hidden", "8"]),
     ("mog", "poisson", "lowrank", "trace", []),
     ("flow", "negative-binomial", "iaf", "meanfield", ["--free-bits", "0.5"]),
+    ("standard", "student-t", "diagonal", "trace", []),
+    (
+        "standard",
+        "columns",
+        "diagonal",
+        "trace",
+        ["--likelihood-arg", "spec=student-t:0-391,laplace:392-783"],
+    ),
 ]
 
 

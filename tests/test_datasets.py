@@ -100,3 +100,11 @@ def test_binarizations():
     assert (draws - x).abs().max() < 0.15
     with pytest.raises(PyrovaeError, match=r"values in \[0, 1\]"):
         dynamic.check(x * 3)
+
+
+def test_the_held_out_fraction_of_a_table_is_a_setting(tmp_path):
+    np.save(tmp_path / "t.npy", np.arange(200, dtype=np.float32).reshape(100, 2))
+    data = load_dataset(str(tmp_path / "t.npy"), test_fraction=0.05)
+    assert data.test.shape == (5, 2) and float(data.test[0, 0]) == 190.0
+    with pytest.raises(PyrovaeError, match="between 0 and 1"):
+        load_dataset(str(tmp_path / "t.npy"), test_fraction=1.0)

@@ -135,6 +135,26 @@ ROWS = [
         lambda: _user_files(),
     ),
     (
+        "a non-numeric column in a table",
+        "pyrovae train --dataset words.csv",
+        lambda: Path("words.csv").write_text("a,b\n1,x\n2,3\n"),
+    ),
+    (
+        "a table column missing everywhere",
+        "pyrovae train --dataset hole.csv --missing mask",
+        lambda: Path("hole.csv").write_text("a,b\n1,\n2,\n3,\n"),
+    ),
+    (
+        "a table row missing everywhere",
+        "pyrovae train --dataset row.csv --missing mask",
+        lambda: Path("row.csv").write_text("a,b\n1,2\n,\n3,4\n"),
+    ),
+    (
+        "empty cells without --missing mask",
+        "pyrovae train --dataset gaps.csv --likelihood gaussian",
+        lambda: Path("gaps.csv").write_text("a,b\n1,2\n,5\n3,4\n6,\n7,8\n"),
+    ),
+    (
         "a VAE-only command on a user model",
         "pyrovae sample user --out s.png",
         lambda: _user_run(),

@@ -91,6 +91,8 @@ SUPPORT = {
     "categorical": (LEVELS, 1.0),
     "poisson": (torch.arange(0, 200, dtype=torch.float64), 1.0),
     "negative-binomial": (torch.arange(0, 2000, dtype=torch.float64), 1.0),
+    "student-t": (torch.linspace(-20, 20, 40001, dtype=torch.float64), 1e-3),
+    "columns": (torch.linspace(-20, 20, 40001, dtype=torch.float64), 1e-3),
 }
 
 
@@ -154,3 +156,38 @@ def test_every_likelihood_gives_per_pixel_log_densities(likelihood):
     per_pixel = pixel_log_prob(px, x)
     assert per_pixel.shape == (5, D)
     assert torch.allclose(per_pixel.sum(-1), px.log_prob(x), atol=1e-4)
+
+
+def test_columns_give_each_group_its_own_likelihood():
+    columns = LIKELIHOODS["columns"](5, spec="gaussian:0-1,bernoulli:2-3,poisson:4")
+    params = torch.randn(7, columns.param_dim)
+    px = columns(params)
+    x = px.sample()
+    gauss = columns.groups[0](params[:, : columns.groups[0].param_dim])
+    start = columns.groups[0].param_dim
+    bern = columns.groups[1](params[:, start : start + 2])
+    pois = columns.groups[2](params[:, start + 2 :])
+    expected = gauss.log_prob(x[:, :2]) + bern.log_prob(x[:, 2:4]) + pois.log_prob(x[:, 4:])
+    assert torch.allclose(px.log_prob(x), expected, atol=1e-5)
+    assert set(x[:, 2:4].unique().tolist()) <= {0.0, 1.0}
+    assert px.mean.shape == (7, 5)
+
+
+def test_columns_may_come_in_any_order():
+    shuffled = LIKELIHOODS["columns"](3, spec="poisson:2,gaussian:0-1")
+    x = torch.tensor([[0.5, -1.0, 3.0]])
+    params = torch.zeros(1, shuffled.param_dim)
+    rate = torch.nn.functional.softplus(torch.zeros(1)) + 1e-6
+    expected = dist.Poisson(rate).log_prob(x[:, 2]) + shuffled.groups[1](
+        params[:, 1:]
+    ).log_prob(x[:, :2])
+    assert torch.allclose(shuffled(params).log_prob(x), expected)
+
+
+@pytest.mark.parametrize(
+    ("spec", "match"),
+    [("gaussian:0-3", "exactly once"), ("nope:0-4", "cannot read"), ("gaussian:0-9", "outside")],
+)
+def test_a_bad_column_spec_is_one_line(spec, match):
+    with pytest.raises(PyrovaeError, match=match):
+        LIKELIHOODS["columns"](5, spec=spec)

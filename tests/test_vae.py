@@ -113,3 +113,10 @@ def test_model_needs_data_or_a_count():
     with pytest.raises(PyrovaeError, match="num_samples"):
         VAE(z_dim=2, hidden=(4,)).model(None)
     pyro.clear_param_store()
+
+
+def test_orthogonal_initial_weights():
+    vae = VAE(x_dim=16, z_dim=3, hidden=(16,), init="orthogonal")
+    weight = next(m for m in vae.encoder.modules() if isinstance(m, torch.nn.Linear)).weight
+    assert torch.allclose(weight @ weight.T, torch.eye(16), atol=1e-5)
+    assert vae.config["init"] == "orthogonal" and "init" not in VAE(x_dim=16).config

@@ -46,6 +46,7 @@ from tqdm.auto import tqdm
 from pyrovae.datasets import get_binarization
 from pyrovae.errors import NonFiniteError, PyrovaeError
 from pyrovae.marginal import elbo_terms, max_plate_nesting
+from pyrovae.missing import MISSING, as_masked
 from pyrovae.objectives import LatentScale, Trace_ELBO, get_loss
 from pyrovae.programs import has_enumerated_sites
 from pyrovae.svi import FastSVI
@@ -83,7 +84,7 @@ def _check_settings(epochs: Any, batch_size: Any, lr: float, **settings: Any) ->
     beta, warmup = settings["beta"], settings["kl_warmup"]
     if not beta >= 0 or not warmup >= 0:
         raise PyrovaeError(f"beta and kl_warmup must be >= 0, got {beta} and {warmup}")
-    choices = {"on_nan": ON_NAN, "scheduler_step": SCHEDULER_STEPS}
+    choices = {"on_nan": ON_NAN, "scheduler_step": SCHEDULER_STEPS, "missing": MISSING}
     for key, allowed in choices.items():
         if settings[key] not in allowed:
             raise PyrovaeError(
@@ -142,6 +143,7 @@ def fit(
     nan_check_every: int | None = None,
     plate: str | None = None,
     scheduler_step: str = "epoch",
+    missing: str = "error",
 ) -> History:
     """Train a model/guide pair by stochastic variational inference.
 
@@ -217,6 +219,10 @@ def fit(
         Name of the per-datapoint plate for the validation ELBO (found when None).
     scheduler_step
         When a Pyro LR scheduler steps: ``"epoch"`` (as Pyro's examples do) or ``"step"``.
+    missing
+        NaNs in the data: ``"error"`` refuses them; ``"mask"`` trains on the observed
+        entries (MIWAE): the first tensor reaches the program zero-filled, with a
+        ``mask`` keyword argument, True where observed (see :mod:`pyrovae.missing`).
 
     Returns
     -------
@@ -239,6 +245,7 @@ def fit(
         on_nan=on_nan,
         scheduler_step=scheduler_step,
         checkpoint_every=checkpoint_every,
+        missing=missing,
     )
     model, guide = _model_and_guide(vae_or_model_guide)
     rank, world = distributed.world()
@@ -248,6 +255,9 @@ def fit(
     check = getattr(vae_or_model_guide, "check_data", None)
     for module in _owners(vae_or_model_guide, model, guide):
         module.to(dev)
+    if missing == "mask":
+        data = as_masked(data, "training data")
+        validation = as_masked(validation, "validation data") if validation is not None else None
     batches = Minibatches(data, batch_size, binarization, seed, dev, check)
     val = validation_data(validation, binarization, seed, dev, check)
     loss = _loss(loss, model, guide, batches)
