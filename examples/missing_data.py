@@ -4,8 +4,8 @@ scikit-learn's breast-cancer table (569 rows, 30 columns), standardised, loses h
 its entries completely at random. pyrovae trains a VAE on the observed entries only
 (``missing="mask"``: Student's t likelihood, the importance-weighted bound with K=20,
 orthogonal initial weights, as Mattei & Frellsen 2019 do), then fills every missing
-entry with its conditional mean by self-normalised importance sampling; mean filling, ``KNNImputer`` and
-``IterativeImputer`` fill the same mask. The figure is the RMSE over the removed
+entry with its conditional mean by self-normalised importance sampling; mean filling,
+``KNNImputer`` and ``IterativeImputer`` fill the same mask. The figure is the RMSE over the removed
 entries, averaged over masks.
 
 Needs scikit-learn (``pip install 'pyrovae[examples]'``)::

@@ -17,6 +17,9 @@ TINY = {
     "figures_and_report.py": ["--epochs", "1", "--num-samples", "5", "--out", "{tmp}/run"],
     "swap_prior.py": ["--epochs", "1", "--limit", "200", "--num-samples", "5"],
     "swap_likelihood.py": ["--epochs", "1", "--limit", "200", "--num-samples", "5"],
+    "conditional_vae.py": ["--epochs", "1", "--limit", "300", "--num-samples", "5"],
+    "semi_supervised_vae.py": ["--epochs", "1", "--limit", "300", "--num-samples", "5"],
+    "count_model.py": ["--epochs", "2", "--limit", "300", "--num-samples", "5"],
     "marginal_likelihood.py": [
         "--epochs",
         "1",
@@ -42,6 +45,9 @@ EXPECTED = {
     "swap_prior.py": "prior vamp",
     "swap_likelihood.py": "discretized-logistic",
     "marginal_likelihood.py": "AIS",
+    "conditional_vae.py": "log p(x | y)",
+    "semi_supervised_vae.py": "sum rule",
+    "count_model.py": "log p(x | c)",
 }
 
 
