@@ -420,7 +420,7 @@ class Program:
                 f"the model or guide does not broadcast over a particle dimension ({first}); "
                 "replicating each datapoint K times along its plate instead "
                 "(strategy='replicate' says so up front)",
-                stacklevel=5,
+                stacklevel=_caller_level(),
             )
             self.strategy = "replicate"
             return self._replicated(batch, k, run)
@@ -460,6 +460,18 @@ class Program:
             torch.stack([p.log_weight for p in parts]),
             torch.stack([torch.as_tensor(p.log_pinned).expand(k, len(batch)) for p in parts]),
         )
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` that points a warning at the first frame outside pyrovae and torch."""
+    import inspect
+    from pathlib import Path
+
+    inside = (str(Path(__file__).parent), str(Path(torch.__file__).parent))
+    for level, frame in enumerate(inspect.stack()[1:], start=1):
+        if not frame.filename.startswith(inside) and "contextlib" not in frame.filename:
+            return level
+    return 1
 
 
 class _Pin(FixSites):
@@ -715,7 +727,7 @@ def _prepare(model, guide, data, args, kwargs, batch_size, chunk_size, memory_bu
     batch_size, chunk = pass_shape(
         model, guide, sized, args, kwargs, batch_size, chunk_size, memory_budget
     )
-    return data, program, batch_size, max(1, chunk // program.num_values)
+    return data, program, batch_size, chunk  # each enumerated value runs its own passes
 
 
 @torch.no_grad()

@@ -90,6 +90,11 @@ class FastSVI(SVI):
             if "found invalid values" not in str(err):
                 raise
             first = str(err).strip().splitlines()[0]
+            if "Expected value argument" in first:  # the data, not the parameters
+                raise PyrovaeError(
+                    f"an observed value lies outside its distribution's support ({first}); "
+                    "check the data (binarise grey levels for a Bernoulli, say)"
+                ) from None
             raise NonFiniteError(
                 f"a distribution's parameters are NaN or infinite ({first})"
             ) from None

@@ -20,6 +20,7 @@ TINY = {
     "conditional_vae.py": ["--epochs", "1", "--limit", "300", "--num-samples", "5"],
     "semi_supervised_vae.py": ["--epochs", "1", "--limit", "300", "--num-samples", "5"],
     "count_model.py": ["--epochs", "2", "--limit", "300", "--num-samples", "5"],
+    "missing_data.py": ["--masks", "1", "--epochs", "2", "--limit", "120", "--num-samples", "20"],
     "marginal_likelihood.py": [
         "--epochs",
         "1",
@@ -48,6 +49,7 @@ EXPECTED = {
     "conditional_vae.py": "log p(x | y)",
     "semi_supervised_vae.py": "sum rule",
     "count_model.py": "log p(x | c)",
+    "missing_data.py": "IterativeImputer",
 }
 
 

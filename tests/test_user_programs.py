@@ -305,3 +305,19 @@ def test_bad_data_forms_are_one_line_errors(data, kwargs, match):
             device="cpu",
             **kwargs,
         )
+
+
+def test_data_outside_the_support_are_a_data_error_not_a_nan():
+    def model(x):
+        with pyro.plate("data", len(x)):
+            pyro.sample("x", dist.Bernoulli(0.5).expand([4]).to_event(1), obs=x)
+
+    with pytest.raises(PyrovaeError, match="outside its distribution's support"):
+        pyrovae.fit(
+            (model, lambda x: None),
+            torch.full((8, 4), 0.5),
+            epochs=1,
+            binarize="none",
+            progress=False,
+            device="cpu",
+        )
