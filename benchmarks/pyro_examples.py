@@ -275,6 +275,25 @@ def timed(fn, *args, **kwargs):
     return out, time.perf_counter() - start
 
 
+def pyrovae_log_p(what: str, model, guide, data, args) -> dict:
+    """pyrovae's per-datapoint estimate on ``data``, summarised and printed."""
+    ml, seconds = timed(
+        pyrovae.log_marginal_likelihood,
+        model,
+        guide,
+        data,
+        num_samples=args.num_samples,
+        batch_size=args.eval_batch_size,
+    )
+    s = {**summary(ml), "num_samples": args.num_samples, "seconds": seconds}
+    print(
+        f"  pyrovae {what}, {s['n']} datapoints, K={args.num_samples}: "
+        f"{s['mean']:.3f} +- {s['stderr']:.3f} (median ESS {s['ess_median']:.1f}, "
+        f"{seconds:.1f} s)"
+    )
+    return s
+
+
 # --------------------------------------------------------------------------- SS-VAE M2
 
 
@@ -366,20 +385,7 @@ def run_ssvae(args, data, out: dict) -> None:
     print(f"  classifier accuracy: validation {val_acc:.4f}, test {test_acc:.4f}")
 
     x_eval = x_test[: args.n_test]
-    ml, ml_s = timed(
-        pyrovae.log_marginal_likelihood,
-        ss_vae.model,
-        guide,
-        x_eval,
-        num_samples=args.num_samples,
-        batch_size=args.eval_batch_size,
-    )
-    s = summary(ml)
-    print(
-        f"  pyrovae log p(x), {s['n']} unlabelled test images, K={args.num_samples}: "
-        f"{s['mean']:.3f} +- {s['stderr']:.3f} (median ESS {s['ess_median']:.1f}, "
-        f"{ml_s:.1f} s)"
-    )
+    s = pyrovae_log_p("log p(x) of unlabelled test images", ss_vae.model, guide, x_eval, args)
 
     n = min(args.n_eval, x_eval.shape[0])
     ind = independent(
@@ -400,7 +406,7 @@ def run_ssvae(args, data, out: dict) -> None:
         "history": hist,
         "validation_accuracy": val_acc,
         "test_accuracy": test_acc,
-        "log_p_x": {**s, "num_samples": args.num_samples, "seconds": ml_s},
+        "log_p_x": s,
         "comparison": cmp,
     }
 
@@ -490,19 +496,8 @@ def run_cvae(args, data, out: dict) -> None:
 
     cvae_net.eval()
     xs, ys = on_device_of(cvae_net, test_in[: args.n_test], test_out[: args.n_test])
-    ml, ml_s = timed(
-        pyrovae.log_marginal_likelihood,
-        cvae_net.model,
-        cvae_net.guide,
-        (xs, ys),
-        num_samples=args.num_samples,
-        batch_size=args.eval_batch_size,
-    )
-    s = summary(ml)
-    print(
-        f"  pyrovae log p(ys | xs), {s['n']} test images, K={args.num_samples}: "
-        f"{s['mean']:.3f} +- {s['stderr']:.3f} (median ESS {s['ess_median']:.1f}, "
-        f"{ml_s:.1f} s)"
+    s = pyrovae_log_p(
+        "log p(ys | xs) of test images", cvae_net.model, cvae_net.guide, (xs, ys), args
     )
 
     n = min(args.n_eval, xs.shape[0])
@@ -521,7 +516,7 @@ def run_cvae(args, data, out: dict) -> None:
         "baseline_test_masked_bce": float(bce),
         "fit_seconds": fit_s,
         "history": hist,
-        "log_p_y_given_x": {**s, "num_samples": args.num_samples, "seconds": ml_s},
+        "log_p_y_given_x": s,
         "comparison": cmp,
     }
 
@@ -619,20 +614,7 @@ def run_scanvi(args, out: dict) -> None:
     x_held, x_all = on_device_of(scanvi, x_held, x_all)
     results = {}
     for label, x in (("heldout", x_held), ("all", x_all)):
-        ml, ml_s = timed(
-            pyrovae.log_marginal_likelihood,
-            scanvi.model,
-            guide,
-            x,
-            num_samples=args.num_samples,
-            batch_size=args.eval_batch_size,
-        )
-        results[label] = {**summary(ml), "num_samples": args.num_samples, "seconds": ml_s}
-        print(
-            f"  pyrovae log p(x), {label} cells ({x.shape[0]}), K={args.num_samples}: "
-            f"{results[label]['mean']:.3f} +- {results[label]['stderr']:.3f} "
-            f"(median ESS {results[label]['ess_median']:.1f}, {ml_s:.1f} s)"
-        )
+        results[label] = pyrovae_log_p(f"log p(x) of {label} cells", scanvi.model, guide, x, args)
 
     n = min(args.n_eval, x_held.shape[0])
     with unscaled(scanvi):

@@ -12,7 +12,7 @@ chain is sum_t (beta_t - beta_{t-1}) [log p(x_i, z_{t-1}) - log q(z_{t-1} | x_i)
 log (1/K) sum_k w_k is a stochastic lower bound on log p(x_i) whose gap shrinks as T grows.
 
 Like :func:`pyrovae.log_marginal_likelihood`, this works for any model/guide pair with
-its per-datapoint sites under ``pyro.plate("data")``: densities are read from replayed
+its per-datapoint sites under one plate over the minibatch: densities are read from replayed
 traces. Latent sites must be continuous; constrained ones are moved in unconstrained
 space (with the Jacobian in the HMC target; it cancels in the weights). HMC uses a
 diagonal mass matrix from the spread of the K initial draws and a step size per

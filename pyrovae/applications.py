@@ -14,6 +14,7 @@ import torch
 
 from pyrovae.errors import PyrovaeError
 from pyrovae.marginal import chunks, log_marginal_likelihood
+from pyrovae.missing import entry_log_prob
 
 
 @torch.no_grad()
@@ -79,16 +80,8 @@ def anomaly_scores(
     ).per_datapoint
 
 
-def pixel_log_prob(px, x: torch.Tensor) -> torch.Tensor:
-    """log p(x_d | z) for every pixel d, for likelihoods that factorise over pixels."""
-    if hasattr(px, "pixel_log_prob"):
-        return px.pixel_log_prob(x)
-    if hasattr(px, "base_dist") and getattr(px, "reinterpreted_batch_ndims", 0) == 1:
-        return px.base_dist.log_prob(x)
-    raise PyrovaeError(
-        f"imputation needs a likelihood that factorises over pixels; {type(px).__name__} "
-        "does not say how"
-    )
+#: log p(x_d | z) for every pixel d (kept under its old name; see pyrovae.missing).
+pixel_log_prob = entry_log_prob
 
 
 @torch.no_grad()

@@ -129,8 +129,11 @@ class Batch:
         return fn(*self.args, *args, **self.kwargs, **kwargs)
 
 
-def check_rows(batch: Batch, name: str, allow_nan: bool = False) -> None:
-    """Raise unless the tensors share the first axis and (unless allowed) floats are finite."""
+def check_rows(batch: Batch, name: str, allow_nan: bool = False, values: bool = True) -> None:
+    """Raise unless the tensors share the first axis and (unless allowed) floats are finite.
+
+    ``values=False`` checks the shapes only (no pass over the numbers, no device sync).
+    """
     n = len(batch)
     if n == 0:
         raise PyrovaeError(f"{name} is empty: it holds no datapoints")
@@ -141,9 +144,11 @@ def check_rows(batch: Batch, name: str, allow_nan: bool = False) -> None:
                 f"{name}: tensor {i} has shape {shape} but the first has {n} datapoints; "
                 "every tensor needs one row per datapoint along its first axis"
             )
-        if allow_nan and t.is_floating_point() and bool(torch.isinf(t).any()):
+        if not values or not t.is_floating_point():
+            continue
+        if allow_nan and bool(torch.isinf(t).any()):
             raise PyrovaeError(f"{name} contains infinite values; only NaN means missing")
-        if not allow_nan and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+        if not allow_nan and not bool(torch.isfinite(t).all()):
             bad = int((~torch.isfinite(t)).sum())
             raise PyrovaeError(
                 f"{name} contains {bad} NaN or infinite values; remove or impute them, or "
@@ -203,23 +208,31 @@ class Stream(Data):
     """A re-iterable of batches, used as given (larger batches split for evaluation)."""
 
     def __init__(
-        self, source: Iterable, name: str, fn: Callable[[Batch], Batch] | None = None
+        self,
+        source: Iterable,
+        name: str,
+        fn: Callable[[Batch], Batch] | None = None,
+        allow_nan: bool = False,
     ) -> None:
-        self.source, self.name, self.fn = source, name, fn
+        self.source, self.name, self.fn, self.allow_nan = source, name, fn, allow_nan
+        self._checked = False
 
     def __len__(self) -> int:
         """Batches per pass, when the source knows (``TypeError`` otherwise)."""
         return len(self.source)  # type: ignore[arg-type]
 
     def __iter__(self) -> Iterator[Batch]:
+        checked = self._checked  # values are checked on the first full pass only
         for item in self.source:
             batch = Batch.of(item)
-            check_rows(batch, self.name)
+            check_rows(batch, self.name, allow_nan=self.allow_nan, values=not checked)
             yield self.fn(batch) if self.fn is not None else batch
+        self._checked = True
 
     def map(self, fn: Callable[[Batch], Batch]) -> Stream:
         inner = self.fn
-        return Stream(self.source, self.name, fn if inner is None else lambda b: fn(inner(b)))
+        mapped = fn if inner is None else lambda b: fn(inner(b))
+        return Stream(self.source, self.name, mapped, self.allow_nan)
 
     def passes(self, batch_size: int | None) -> Iterator[Batch]:
         for batch in self:
@@ -260,7 +273,7 @@ def as_data(data: Any, name: str = "data", allow_nan: bool = False) -> Data:
                 f"{name} is a one-shot iterator; pass something that can be iterated again "
                 "every epoch (a list of batches, a DataLoader, an object with __iter__)"
             )
-        return Stream(data, name)
+        return Stream(data, name, allow_nan=allow_nan)
     else:
         raise PyrovaeError(
             f"{name} must be a tensor, array, tuple, dict, Dataset or iterable of batches, "

@@ -94,19 +94,25 @@ def _choice(registry: dict) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------ train
 def _add_train(p: argparse.ArgumentParser) -> None:
+    for add_group in (
+        _add_data_options,
+        _add_model_options,
+        _add_training_options,
+        _add_output_options,
+    ):
+        add_group(p)
+
+
+def _add_data_options(p: argparse.ArgumentParser) -> None:
     from pyrovae.datasets import BINARIZATIONS, DATASETS
-    from pyrovae.guides import GUIDES
-    from pyrovae.likelihoods import LIKELIHOODS
-    from pyrovae.nets import ACTIVATIONS, INITS, NETS
-    from pyrovae.objectives import LOSSES
-    from pyrovae.priors import PRIORS
 
     data = p.add_argument_group("data")
     data.add_argument(
         "--dataset",
         default="sample",
-        help=f"one of {', '.join(sorted(DATASETS))}, or a .npy/.npz path "
-        "(default: sample, the bundled 8,000/2,000 MNIST split)",
+        help=f"one of {', '.join(sorted(DATASETS))}, or a .npy/.npz/.csv path; with "
+        "--model, a .npz of named arrays (default: sample, the bundled 8,000/2,000 MNIST "
+        "split)",
     )
     data.add_argument("--data-dir", help="folder with the torchvision files (no download)")
     data.add_argument(
@@ -131,6 +137,14 @@ def _add_train(p: argparse.ArgumentParser) -> None:
         "none: values as they are; auto (default): what the likelihood models "
         "(dynamic for bernoulli, poisson, negative-binomial; none for the others)",
     )
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    from pyrovae.guides import GUIDES
+    from pyrovae.likelihoods import LIKELIHOODS
+    from pyrovae.nets import ACTIVATIONS, INITS, NETS
+    from pyrovae.priors import PRIORS
+
     model = p.add_argument_group("model")
     model.add_argument(
         "--model",
@@ -170,6 +184,11 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     model.add_argument(
         "--init", **_choice(INITS), help="initial weights of the networks (default: torch's)"
     )
+
+
+def _add_training_options(p: argparse.ArgumentParser) -> None:
+    from pyrovae.objectives import LOSSES
+
     train = p.add_argument_group("training")
     train.add_argument(
         "--loss",
@@ -222,6 +241,9 @@ def _add_train(p: argparse.ArgumentParser) -> None:
         help="NaNs and empty cells in the data: error (default), or mask: train on the "
         "observed entries only (MIWAE with --loss iwae)",
     )
+
+
+def _add_output_options(p: argparse.ArgumentParser) -> None:
     out = p.add_argument_group("output")
     out.add_argument("--out", default="runs/latest", help="run folder (default runs/latest)")
     out.add_argument("--force", action="store_true", help="overwrite an existing run folder")
@@ -605,7 +627,8 @@ def _add_run_data(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dataset",
         help="held-out data to use (default: the run's own dataset and split); "
-        "a dataset name or a .npy/.npz path, binarised as in training",
+        "a dataset name or a .npy/.npz/.csv path, binarised as in training (impute fills "
+        "every row of a table with missing entries)",
     )
     p.add_argument("--data-dir", help="folder with the torchvision files (no download)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")

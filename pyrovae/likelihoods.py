@@ -302,6 +302,39 @@ class ContinuousBernoulli(Likelihood):
         _check_unit_interval(self, x)
 
 
+def _positive_setting(module: nn.Module, name: str, mode: float | str, raw: torch.Tensor) -> int:
+    """Register a positive setting of a likelihood, given as ``"decoder"``, ``"learned"``
+    or a number: nothing (the decoder outputs it), ``raw_NAME`` (a parameter) or
+    ``fixed_NAME`` (a buffer). Returns the decoder channels it takes (1 or 0)."""
+    if mode == "decoder":
+        return 1
+    if mode == "learned":
+        setattr(module, f"raw_{name}", nn.Parameter(raw))
+        return 0
+    try:
+        fixed = float(mode)
+    except (TypeError, ValueError):
+        fixed = -1.0
+    if not fixed > 0:
+        raise PyrovaeError(
+            f"{name} must be 'learned', 'decoder' or a positive number, got {mode!r}"
+        )
+    module.register_buffer(f"fixed_{name}", torch.tensor(fixed))
+    return 0
+
+
+def _positive_value(
+    module: nn.Module, name: str, mode: float | str, part: list[torch.Tensor], floor: float
+) -> torch.Tensor:
+    """The value of a setting made by :func:`_positive_setting`: floor + softplus of the
+    decoder's channel ``part[0]`` or of the learned parameter, or the fixed number."""
+    if mode == "decoder":
+        return F.softplus(part[0]) + floor
+    if mode == "learned":
+        return F.softplus(getattr(module, f"raw_{name}")) + floor
+    return getattr(module, f"fixed_{name}")
+
+
 class _LocationScale(Likelihood):
     """Shared by the Gaussian and Laplace likelihoods: a mean from the decoder, and a scale.
 
@@ -321,27 +354,11 @@ class _LocationScale(Likelihood):
     def __init__(self, x_dim: int, scale: float | str = "learned", init_scale: float = 0.1):
         super().__init__(x_dim)
         self.scale_mode = scale
-        if scale == "decoder":
-            self.channels = 2
-        elif scale == "learned":
-            self.raw_scale = nn.Parameter(torch.tensor(math.log(math.expm1(init_scale))))
-        else:
-            try:
-                fixed = float(scale)
-            except (TypeError, ValueError):
-                fixed = -1.0
-            if not fixed > 0:
-                raise PyrovaeError(
-                    f"scale must be 'learned', 'decoder' or a positive number, got {scale!r}"
-                )
-            self.register_buffer("fixed_scale", torch.tensor(fixed))
+        raw = torch.tensor(math.log(math.expm1(init_scale)))
+        self.channels += _positive_setting(self, "scale", scale, raw)
 
     def _scale(self, parts: list[torch.Tensor]) -> torch.Tensor:
-        if self.scale_mode == "decoder":
-            return F.softplus(parts[1]) + 1e-3
-        if self.scale_mode == "learned":
-            return F.softplus(self.raw_scale) + 1e-3
-        return self.fixed_scale
+        return _positive_value(self, "scale", self.scale_mode, parts[1:2], floor=1e-3)
 
     def forward(self, params: torch.Tensor) -> dist.Distribution:
         parts = self.split(params)
@@ -472,27 +489,10 @@ class StudentT(_LocationScale):
     ) -> None:
         super().__init__(x_dim, scale, init_scale)
         self.df_mode = df
-        if df == "decoder":
-            self.channels = self.channels + 1
-        elif df == "learned":
-            self.raw_df = nn.Parameter(torch.zeros(self.x_dim))
-        else:
-            try:
-                fixed = float(df)
-            except (TypeError, ValueError):
-                fixed = -1.0
-            if not fixed > 0:
-                raise PyrovaeError(
-                    f"df must be 'decoder', 'learned' or a positive number, got {df!r}"
-                )
-            self.register_buffer("fixed_df", torch.tensor(fixed))
+        self.channels += _positive_setting(self, "df", df, torch.zeros(self.x_dim))
 
     def _df(self, parts: list[torch.Tensor]) -> torch.Tensor:
-        if self.df_mode == "decoder":
-            return F.softplus(parts[-1]) + 3.0
-        if self.df_mode == "learned":
-            return F.softplus(self.raw_df) + 3.0
-        return self.fixed_df
+        return _positive_value(self, "df", self.df_mode, parts[-1:], floor=3.0)
 
     def forward(self, params: torch.Tensor) -> dist.Distribution:
         parts = self.split(params)

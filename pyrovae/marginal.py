@@ -1,7 +1,8 @@
 """Per-datapoint log weights, the ELBO and the importance-sampling estimate of log p(x).
 
-For any model/guide pair whose per-datapoint sites lie under ``pyro.plate("data", B)``,
-one vectorised pass with K particles gives, for every particle k and datapoint i,
+For any model/guide pair whose per-datapoint sites lie under one plate over the B
+datapoints of a minibatch (any name; :class:`Program` finds it), one pass with K
+particles gives, for every particle k and datapoint i,
 
     log w_ki = log p(x_i | z_ki) + log p(z_ki) - log q(z_ki | x_i),   z_ki ~ q(. | x_i)
 

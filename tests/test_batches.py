@@ -67,3 +67,15 @@ def test_with_first_replaces_the_first_tensor_positional_or_keyword():
 def test_bad_data_are_one_line_errors(data, match):
     with pytest.raises(PyrovaeError, match=match):
         as_data(data)
+
+
+def test_a_stream_checks_values_on_its_first_full_pass_only():
+    good, bad = torch.zeros(2, 3), torch.full((2, 3), float("nan"))
+    with pytest.raises(PyrovaeError, match="NaN"):
+        list(as_data([good, bad]))
+    batches = [good, good.clone()]
+    stream = as_data(batches)
+    assert len(list(stream)) == 2
+    batches[1].fill_(float("nan"))  # later passes check shapes, not every number again
+    assert len(list(stream)) == 2
+    assert len(list(as_data([good, bad], allow_nan=True))) == 2

@@ -9,6 +9,7 @@ import pytest
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 TINY = {
+    "impute_cli.py": ["--masks", "1", "--epochs", "2", "--num-samples", "20", "--limit", "120"],
     "train_vs_pytorch.py": ["--epochs", "1", "--limit", "256", "--eval-samples", "2"],
     "speed.py": ["--batches", "16", "--blocks", "1", "--steps", "2", "--no-memory"],
     "marginal_vs_pytorch.py": [
@@ -42,6 +43,7 @@ TINY = {
     ],
 }
 EXPECTED = {
+    "impute_cli.py": "pyrovae / IterativeImputer per mask",
     "train_vs_pytorch.py": "time ratio",
     "speed.py": "plain PyTorch, fused Adam",
     "marginal_vs_pytorch.py": "time ratio pyrovae / plain PyTorch",

@@ -178,9 +178,9 @@ def test_columns_may_come_in_any_order():
     x = torch.tensor([[0.5, -1.0, 3.0]])
     params = torch.zeros(1, shuffled.param_dim)
     rate = torch.nn.functional.softplus(torch.zeros(1)) + 1e-6
-    expected = dist.Poisson(rate).log_prob(x[:, 2]) + shuffled.groups[1](
-        params[:, 1:]
-    ).log_prob(x[:, :2])
+    expected = dist.Poisson(rate).log_prob(x[:, 2]) + shuffled.groups[1](params[:, 1:]).log_prob(
+        x[:, :2]
+    )
     assert torch.allclose(shuffled(params).log_prob(x), expected)
 
 
