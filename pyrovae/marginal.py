@@ -19,9 +19,10 @@ whole batch, which is not what log p(x_i) needs.) From the log weights:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -408,6 +409,9 @@ class Program:
         """
         if self.strategy == "replicate" and k > 1:
             return self._replicated(batch, k, run)
+        # A failed vectorised try may have drawn random numbers: the replicated run
+        # starts from the same state, so its draws do not depend on which pass failed.
+        state = _rng_state(batch) if self.strategy == "auto" and k > 1 else None
         try:
             return run(batch, k)
         except PyrovaeError:
@@ -424,6 +428,8 @@ class Program:
                 stacklevel=_caller_level(),
             )
             self.strategy = "replicate"
+            if state is not None:
+                _set_rng_state(state)
             return self._replicated(batch, k, run)
 
     @staticmethod
@@ -559,6 +565,26 @@ def bytes_per_row(model: Callable, guide: Callable, x: Any, args: tuple, kwargs:
 
 def _devices(batch: Batch) -> list[torch.device]:
     return [t.device for t in batch.tensors() if t.is_cuda][:1]
+
+
+def _rng_devices(batch: Batch) -> list[torch.device]:
+    """The CUDA devices whose generators a pass on ``batch`` may draw from."""
+    devices = _devices(batch)
+    if not devices and torch.cuda.is_available() and torch.cuda.is_initialized():
+        devices = [torch.device("cuda", torch.cuda.current_device())]
+    return devices
+
+
+def _rng_state(batch: Batch) -> tuple[torch.Tensor, dict[torch.device, torch.Tensor]]:
+    cuda = {d: torch.cuda.get_rng_state(d) for d in _rng_devices(batch)}
+    return torch.get_rng_state(), cuda
+
+
+def _set_rng_state(state: tuple[torch.Tensor, dict[torch.device, torch.Tensor]]) -> None:
+    cpu, cuda = state
+    torch.set_rng_state(cpu)
+    for device, value in cuda.items():
+        torch.cuda.set_rng_state(value, device)
 
 
 def pass_shape(
@@ -731,6 +757,107 @@ def _prepare(model, guide, data, args, kwargs, batch_size, chunk_size, memory_bu
     return data, program, batch_size, chunk  # each enumerated value runs its own passes
 
 
+# ------------------------------------------------------------- passes and processes
+def processes(distributed: bool | None = None) -> tuple[int, int]:
+    """(rank, number) of the processes that share an estimator's passes.
+
+    ``None`` shares them among the processes of the ``torch.distributed`` process group
+    when one is initialised (as ``torchrun`` launches do), ``True`` insists on a group
+    and ``False`` keeps every pass in this process: ``(0, 1)``.
+    """
+    from pyrovae.training.distributed import world
+
+    if distributed is False:
+        return 0, 1
+    group = torch.distributed.is_available() and torch.distributed.is_initialized()
+    if distributed and not group:
+        raise PyrovaeError(
+            "distributed=True needs an initialised torch.distributed process group "
+            "(torch.distributed.init_process_group, or a launch by torchrun)"
+        )
+    return world()
+
+
+@contextlib.contextmanager
+def _seeded(seed: int, devices: list[torch.device]) -> Iterator[None]:
+    """Draw from generators seeded with ``seed``; the caller's state is restored after."""
+    with torch.random.fork_rng(devices=devices):
+        torch.default_generator.manual_seed(seed)
+        for device in devices:
+            index = device.index if device.index is not None else torch.cuda.current_device()
+            torch.cuda.default_generators[index].manual_seed(seed)
+        yield
+
+
+def _collective_device(device: torch.device | None):
+    """NCCL sends objects from the current CUDA device: make it the results' device."""
+    nccl = torch.distributed.get_backend() == "nccl"
+    if nccl and device is not None and device.type == "cuda":
+        return torch.cuda.device(device)
+    return contextlib.nullcontext()
+
+
+def _gather(
+    mine: list[tuple[int, tuple[torch.Tensor, ...]]], device: torch.device | None
+) -> list[tuple[torch.Tensor, ...]]:
+    """Every process's ``(pass index, results)``, in the order of the passes."""
+    local = [(i, tuple(t.detach().cpu() for t in ts)) for i, ts in mine]
+    gathered: list[Any] = [None] * torch.distributed.get_world_size()
+    with _collective_device(device):
+        torch.distributed.all_gather_object(gathered, local)
+    merged = sorted((item for part in gathered for item in part), key=lambda item: item[0])
+    return [tuple(t.to(device) for t in ts) for _, ts in merged]
+
+
+def per_pass(
+    data: Data,
+    batch_size: int,
+    run: Callable[[Batch], tuple[torch.Tensor, ...]],
+    distributed: bool | None = None,
+) -> tuple[torch.Tensor, ...]:
+    """``run`` on every pass of ``batch_size`` datapoints, each result concatenated in order.
+
+    ``run`` returns a tuple of per-datapoint tensors, shape ``(B, ...)``.
+
+    Random numbers: pass 0 draws from the caller's random stream as it stands (so data
+    that fit in one pass get what they always got, the draws of a training loss from
+    the same seed included), and pass i > 0 from generators seeded with ``base + i``,
+    where ``base`` is read from the caller's stream without moving it on. A pass's
+    numbers thus depend on the seed and its index only, neither on the passes before
+    it nor on the process that runs it: ``pyro.set_rng_seed`` before the call fixes
+    them all. In a process group, the stream is rank 0's (which runs pass 0 and sends
+    ``base`` to the others).
+
+    Processes: in a process group (see :func:`processes`) of P processes, process r
+    runs passes r, r + P, r + 2P, ... (the passes are the same whatever P), and every
+    process returns every datapoint's values, gathered in order: what one process gives.
+    """
+    rank, size = processes(distributed)
+    with torch.random.fork_rng(devices=[]):
+        base = int(torch.randint(0, 2**62, ()))
+    device: torch.device | None = None
+    mine: list[tuple[int, tuple[torch.Tensor, ...]]] = []
+    for i, batch in enumerate(data.passes(batch_size)):
+        if i == 0:  # every process sees pass 0
+            device = batch.first.device
+            if size > 1:
+                box = [base]
+                with _collective_device(device):
+                    torch.distributed.broadcast_object_list(box, src=0)
+                base = box[0]
+        if i % size != rank:
+            continue
+        if i == 0:
+            out = tuple(run(batch))
+        else:
+            with _seeded(base + i, _rng_devices(batch)):
+                out = tuple(run(batch))
+        device = out[0].device if out else device
+        mine.append((i, out))
+    parts = _gather(mine, device) if size > 1 else [out for _, out in mine]
+    return tuple(torch.cat(ts) for ts in zip(*parts, strict=True))
+
+
 @torch.no_grad()
 def log_marginal_likelihood(
     model: Callable,
@@ -745,6 +872,7 @@ def log_marginal_likelihood(
     plate: str | None = None,
     strategy: str = "auto",
     discrete: str = "auto",
+    distributed: bool | None = None,
     **kwargs: Any,
 ) -> MarginalLikelihood:
     """Estimate log p(x_i) for every datapoint by importance sampling from the guide.
@@ -785,6 +913,12 @@ def log_marginal_likelihood(
         Guide sites marked for enumeration: ``"auto"``, ``"enumerate"`` or ``"sample"``
         (see :class:`Program`). Summing them exactly gives
         log p(x) = logsumexp_y log p(x, y).
+    distributed
+        Share the passes among the processes of a ``torch.distributed`` process group
+        (``torchrun``): ``None`` (default) when one is initialised, ``False`` never
+        (every process then estimates every datapoint). Every process must call the
+        function; each returns the estimate of every datapoint, in order, the same
+        values as one process with the same seed gives.
 
     Returns
     -------
@@ -796,6 +930,12 @@ def log_marginal_likelihood(
     subsampling scale are left out) and masked as the site says. A ``pyro.factor`` in
     the model counts as part of log p(x); one in the guide is an auxiliary loss and is
     left out of log q.
+
+    The first pass of ``batch_size`` datapoints draws from the caller's random stream,
+    every later one from its own generator seeded from that stream and the pass's index
+    (:func:`per_pass`), so ``pyro.set_rng_seed`` before the call fixes every value,
+    however many processes share the work. ``batch_size`` (and ``memory_budget``, which
+    may shrink it) changes which numbers each datapoint gets, not what they estimate.
     """
     check_counts(data, num_samples=num_samples, batch_size=batch_size, chunk_size=chunk_size)
     with evaluating(model, guide):
@@ -812,23 +952,23 @@ def log_marginal_likelihood(
             strategy=strategy,
             discrete=discrete,
         )
-        lse1, lse2, elbo = [], [], []
-        for batch in data.passes(batch_size):
+
+        def run(batch: Batch) -> tuple[torch.Tensor, ...]:
             running = _Running()
             for ks in chunks(num_samples, chunk):
                 running.add(*program.all_log_weights(batch, ks.stop - ks.start))
-            lse1.append(running.lse1)
-            lse2.append(running.lse2)
-            elbo.append(running.elbo / num_samples)
-    lse1_t, lse2_t = torch.cat(lse1), torch.cat(lse2)
+            return running.lse1, running.lse2, running.elbo / num_samples
+
+        lse1, lse2, elbo = per_pass(data, batch_size, run, distributed)
     result = MarginalLikelihood(
-        per_datapoint=lse1_t - math.log(num_samples),
-        ess=torch.exp(2 * lse1_t - lse2_t),
+        per_datapoint=lse1 - math.log(num_samples),
+        ess=torch.exp(2 * lse1 - lse2),
         num_samples=num_samples,
-        elbo=torch.cat(elbo),
+        elbo=elbo,
         enumerated=program.num_values,
     )
-    _warn_low_ess(result, min_ess)
+    if processes(distributed)[0] == 0:  # one warning, not one per process
+        _warn_low_ess(result, min_ess)
     return result
 
 
@@ -865,6 +1005,7 @@ def iwae_bound(
     plate: str | None = None,
     strategy: str = "auto",
     discrete: str = "auto",
+    distributed: bool | None = None,
     **kwargs: Any,
 ) -> Bound:
     """The importance-weighted bound L_k = E[log (1/k) sum_j w_j] per datapoint.
@@ -874,8 +1015,9 @@ def iwae_bound(
     datapoint's value is the mean of ``num_estimates`` independent k-sample estimates.
     With enumerated discrete sites, each w_j sums over their values.
 
-    Parameters are as for :func:`log_marginal_likelihood`; ``chunk_size`` counts
-    particles per pass and is rounded to whole groups of k when k is smaller.
+    Parameters are as for :func:`log_marginal_likelihood` (``distributed`` included:
+    the passes are shared among the processes of a process group); ``chunk_size``
+    counts particles per pass and is rounded to whole groups of k when k is smaller.
     """
     check_counts(
         data,
@@ -899,9 +1041,9 @@ def iwae_bound(
             strategy=strategy,
             discrete=discrete,
         )
-        out = []
-        for batch in data.passes(batch_size):
-            acc = 0.0  # sum over groups of the group's logsumexp
+
+        def run(batch: Batch) -> tuple[torch.Tensor]:
+            acc: Any = 0.0  # sum over groups of the group's logsumexp
             if chunk >= k:  # whole groups of k in every pass
                 for ks in chunks(total, chunk - chunk % k):
                     lw, _ = program.all_log_weights(batch, ks.stop - ks.start)
@@ -914,5 +1056,7 @@ def iwae_bound(
                         for ks in chunks(k, chunk)
                     ]
                     acc = acc + torch.stack(parts).logsumexp(0)
-            out.append(acc / num_estimates - math.log(k))
-    return Bound(torch.cat(out), num_particles, num_estimates)
+            return (acc / num_estimates - math.log(k),)
+
+        (bound,) = per_pass(data, batch_size, run, distributed)
+    return Bound(bound, num_particles, num_estimates)

@@ -28,6 +28,7 @@ from typing import Any
 
 import pyro.infer
 import torch
+from pyro.distributions.util import scale_and_mask
 from pyro.infer import ELBO, TraceMeanField_ELBO
 from pyro.infer.util import is_validation_enabled
 from pyro.poutine.messenger import Messenger
@@ -37,9 +38,7 @@ from torch.distributions import kl_divergence
 from pyrovae.batches import Batch
 from pyrovae.errors import PyrovaeError
 from pyrovae.marginal import (
-    DATA_PLATE,
     latent_scale,
-    log_weights_of,
     max_plate_nesting,
     per_datapoint_log_prob,
     reduce_to_chains,
@@ -67,31 +66,44 @@ class LatentScale(Messenger):
             msg["scale"] = msg["scale"] * self.scale
 
 
-def _per_datapoint_program(model_trace, guide_trace) -> bool:
-    """Whether every site lies under the data plate and every guide site is rsampled."""
-    for trace in (model_trace, guide_trace):
-        for site in sample_sites(trace):
-            if all(f.name != DATA_PLATE for f in site["cond_indep_stack"]):
-                return False
+def _reparameterized(guide_trace) -> bool:
+    """Whether every latent site of the guide is drawn with ``rsample``."""
     return all(site["fn"].has_rsample for site in sample_sites(guide_trace, observed=False))
 
 
-class Trace_ELBO(pyro.infer.Trace_ELBO):  # noqa: N801 - Pyro's name
-    """Pyro's ``Trace_ELBO``, with a lean path for per-datapoint, reparameterised programs.
+def _log_prob_sum(trace) -> torch.Tensor:
+    """Sum of the scaled, masked log-densities of the trace's sample sites (Pyro's sum)."""
+    terms = [
+        scale_and_mask(site["fn"].log_prob(site["value"]), site["scale"], site["mask"]).sum()
+        for site in sample_sites(trace)
+    ]
+    return sum(terms[1:], terms[0]) if terms else torch.zeros(())
 
-    When every sample site lies under ``pyro.plate("data")`` and every guide site is
-    drawn with ``rsample`` (as in a VAE), :meth:`differentiable_loss` computes the same
-    estimator from the traces' per-datapoint log weights, with Pyro's per-site
-    ``.item()`` calls (one host sync each) and score-function bookkeeping left out; the
+
+class Trace_ELBO(pyro.infer.Trace_ELBO):  # noqa: N801 - Pyro's name
+    """Pyro's ``Trace_ELBO``, with a lean path for reparameterised programs.
+
+    When every latent site of the guide is drawn with ``rsample`` (as in a VAE), the
+    ELBO needs no score-function terms, and :meth:`differentiable_loss` computes Pyro's
+    estimator directly: the scaled, masked log-densities of the model's sample sites
+    minus the guide's, summed, over the number of particles. Pyro's per-site ``.item()``
+    calls (one host sync each), NaN warnings and surrogate bookkeeping are left out; the
     tests check that both give the same loss and gradients. Any other program goes
-    through Pyro's own implementation unchanged. With Pyro's validation enabled, the
-    model and guide are checked against each other on the first call.
+    through Pyro's own implementation unchanged (and is remembered, so that it is not
+    traced twice on later steps). With Pyro's validation enabled, the model and guide
+    are checked against each other on the first call.
     """
 
     _checked = False
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: The (model, guide) pairs found unfit for the lean path: Pyro's own from then on.
+        self._pyro_only: set[tuple[Callable, Callable]] = set()
+
     def differentiable_loss(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any):
-        if self.num_particles > 1 and not self.vectorize_particles:
+        pair = (model, guide)
+        if pair in self._pyro_only or (self.num_particles > 1 and not self.vectorize_particles):
             return super().differentiable_loss(model, guide, *args, **kwargs)
         if self.num_particles > 1 and self.max_plate_nesting == float("inf"):
             self._guess_max_plate_nesting(model, guide, args, kwargs)
@@ -99,14 +111,14 @@ class Trace_ELBO(pyro.infer.Trace_ELBO):  # noqa: N801 - Pyro's name
         model_trace, guide_trace = traces(
             model, guide, *args, num_particles=self.num_particles, plate_nesting=nesting, **kwargs
         )
-        if not _per_datapoint_program(model_trace, guide_trace):
+        if not _reparameterized(guide_trace):  # remembered: not traced twice again
+            self._pyro_only.add(pair)
             return super().differentiable_loss(model, guide, *args, **kwargs)
         if is_validation_enabled() and not self._checked:
             check_model_guide_match(model_trace, guide_trace, self.max_plate_nesting)
             self._checked = True
-        size = len(Batch(args, kwargs))
-        lw = log_weights_of(model_trace, guide_trace, self.num_particles, size, scaled=True)
-        return -lw.data_scale * lw.log_weight.mean(0).sum()
+        loss = _log_prob_sum(guide_trace) - _log_prob_sum(model_trace)
+        return loss / self.num_particles if self.num_particles > 1 else loss
 
     def loss_and_grads(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any):
         loss = self.differentiable_loss(model, guide, *args, **kwargs)

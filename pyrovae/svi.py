@@ -24,6 +24,7 @@ is a subclass of ``pyro.infer.SVI`` that computes the same gradient step with
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from collections.abc import Callable
@@ -37,6 +38,7 @@ from pyro.optim.lr_scheduler import PyroLRScheduler
 from torch import nn
 
 from pyrovae.errors import NonFiniteError, PyrovaeError
+from pyrovae.programs import params_known
 
 
 class FastSVI(SVI):
@@ -105,7 +107,10 @@ class FastSVI(SVI):
             (loss * self.loss_scale).backward()
             return loss.detach()
         if hasattr(self.elbo, "differentiable_loss"):
-            loss = self.elbo.differentiable_loss(self.model, self.guide, *args, **kwargs)
+            # Parameters the optimiser holds need no param site (see params_known).
+            known = params_known() if self.torch_optim is not None else contextlib.nullcontext()
+            with known:
+                loss = self.elbo.differentiable_loss(self.model, self.guide, *args, **kwargs)
             if loss.requires_grad:
                 loss.backward()
             return loss.detach()
@@ -141,9 +146,11 @@ class FastSVI(SVI):
             self.scheduler.load_state_dict(self._pending_scheduler)
             self._pending_scheduler = None
 
-    def _check_finite(self, loss: torch.Tensor) -> None:
+    def _check_finite(self, loss: torch.Tensor, grads: bool = True) -> None:
         if not bool(torch.isfinite(loss).all()):
             raise NonFiniteError(f"the loss is {float(loss)}")
+        if not grads:
+            return
         grads = [p.grad for p in self.params if p.grad is not None]
         if grads and not bool(torch.stack(torch._foreach_norm(grads)).isfinite().all()):
             raise NonFiniteError("a gradient is NaN or infinite")
@@ -161,11 +168,15 @@ class FastSVI(SVI):
             if value is not None:
                 torch.nn.utils.clip_grad_value_(p, value)
 
-    def step_tensor(self, *args: Any, check_finite: bool = False, **kwargs: Any) -> torch.Tensor:
+    def step_tensor(
+        self, *args: Any, check_finite: bool = False, check_loss: bool = False, **kwargs: Any
+    ) -> torch.Tensor:
         """One SVI step; returns the loss as a 0-dim tensor on the device.
 
-        With ``check_finite`` (one host sync), a non-finite loss or gradient raises
-        :class:`~pyrovae.errors.NonFiniteError` and the step is not applied.
+        With ``check_finite`` (one host sync and one pass over the gradients), a
+        non-finite loss or gradient raises :class:`~pyrovae.errors.NonFiniteError` and
+        the step is not applied; ``check_loss`` checks the loss only (a host sync, free
+        on the CPU).
         """
         if not self.fast:
             return torch.as_tensor(super().step(*args, **kwargs))
@@ -182,8 +193,8 @@ class FastSVI(SVI):
         if self.torch_optim is None:
             return loss
         try:
-            if check_finite:
-                self._check_finite(loss)
+            if check_finite or check_loss:
+                self._check_finite(loss, grads=check_finite)
             self._clip()
             self.torch_optim.step()
         finally:

@@ -30,6 +30,7 @@ from pyrovae.likelihoods import LIKELIHOODS, Likelihood
 from pyrovae.missing import ObservedEntries
 from pyrovae.nets import INITS, NETS
 from pyrovae.priors import PRIORS, Prior
+from pyrovae.programs import params_are_known
 from pyrovae.registry import lookup
 
 _instance_ids = itertools.count()
@@ -212,8 +213,12 @@ class VAE(nn.Module):
         """Register every parameter with Pyro, as ``pyro.module(self.name, self)`` does.
 
         The list of (name, parameter) pairs is computed once, not on every call: walking
-        the module tree took about 1 ms of every training step.
+        the module tree took about 1 ms of every training step. Inside a training step
+        whose optimiser already holds them (:func:`pyrovae.programs.params_known`) they
+        are not announced again.
         """
+        if self._pyro_params is not None and params_are_known():
+            return
         if self._pyro_params is None:
             self._pyro_params = [
                 (param_with_module_name(self.name, n), p)

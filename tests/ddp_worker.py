@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+from pathlib import Path
+
 import pyro
 import pyro.distributions as dist
 import torch
@@ -52,6 +57,7 @@ def train() -> dict[str, torch.Tensor]:
         binarize="none",
         progress=False,
         device="cpu",
+        precision="float32",
         seed=0,
     )
     return {k: v.detach().clone() for k, v in ae.state_dict().items()}
@@ -67,3 +73,44 @@ def worker(rank: int, world: int, init_file: str, out: str) -> None:
             torch.save(state, out)
     finally:
         torch.distributed.destroy_process_group()
+
+
+class SignalledAE(DeterministicAE):
+    """Sends itself SIGTERM at its ``at``-th model call when ``at`` is given."""
+
+    def __init__(self, at: int | None) -> None:
+        super().__init__()
+        self.at, self.calls = at, 0
+
+    def model(self, x: torch.Tensor) -> None:
+        self.calls += 1
+        if self.calls == self.at:
+            os.kill(os.getpid(), signal.SIGTERM)
+        super().model(x)
+
+
+def preempted_worker(rank: int, world: int, init_file: str, out: str) -> None:
+    """Rank 1 alone is sent SIGTERM; every rank records where it stopped (test_preemption)."""
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world
+    )
+    handed = []
+    try:
+        torch.manual_seed(0)
+        pyrovae.fit(
+            SignalledAE(at=5 if rank == 1 else None),
+            data(),
+            epochs=2,
+            batch_size=32,
+            binarize="none",
+            progress=False,
+            device="cpu",
+            precision="float32",
+            callback=lambda state: handed.append([state.epoch, state.step]),
+        )
+        stopped = None
+    except pyrovae.errors.Preempted as err:
+        stopped = [err.signum, err.epoch, err.step]
+    finally:
+        torch.distributed.destroy_process_group()
+    Path(f"{out}.{rank}").write_text(json.dumps({"stopped": stopped, "handed": handed}))

@@ -11,7 +11,17 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 TINY = {
     "impute_cli.py": ["--masks", "1", "--epochs", "2", "--num-samples", "20", "--limit", "120"],
     "train_vs_pytorch.py": ["--epochs", "1", "--limit", "256", "--eval-samples", "2"],
-    "speed.py": ["--batches", "16", "--blocks", "1", "--steps", "2", "--no-memory"],
+    "precision_nll.py": [
+        "--epochs",
+        "1",
+        "--num-samples",
+        "2",
+        "--limit",
+        "256",
+        "--test-limit",
+        "20",
+    ],
+    "speed.py": ["--batches", "16", "--rounds", "1", "--epochs", "2", "--size", "64"],
     "marginal_vs_pytorch.py": [
         "--epochs",
         "1",
@@ -45,7 +55,8 @@ TINY = {
 EXPECTED = {
     "impute_cli.py": "pyrovae / IterativeImputer per mask",
     "train_vs_pytorch.py": "time ratio",
-    "speed.py": "plain PyTorch, fused Adam",
+    "speed.py": "plain PyTorch float32, fused Adam",
+    "precision_nll.py": "bfloat16 - float32 NLL",
     "marginal_vs_pytorch.py": "time ratio pyrovae / plain PyTorch",
     "compare_configs.py": "| standard |",
     "pyro_examples.py": "pyrovae log p against Pyro's Importance",

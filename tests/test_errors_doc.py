@@ -9,12 +9,15 @@ paste into docs/errors.md when a message changes on purpose.
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import shlex
 import shutil
+import socket
 import sys
 from contextlib import redirect_stderr, redirect_stdout
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +44,13 @@ def _edit_checkpoint(path: Path, **changes) -> None:
     state = torch.load(path, weights_only=True)
     state.update(changes)
     torch.save(state, path)
+
+
+def _lock(folder: str, host: str | None = None) -> None:
+    """A lock held by process 1 (always alive) on this host (HOST in the table) or another."""
+    started = datetime.now(timezone.utc).isoformat()
+    record = {"pid": 1, "host": host or socket.gethostname(), "started": started}
+    Path(folder, ".lock").write_text(json.dumps(record))
 
 
 def _edit_config(path: Path) -> None:
@@ -118,6 +128,21 @@ ROWS = [
     ),
     ("resuming a finished run", "pyrovae train --resume run", "run"),
     ("resuming a missing run", "pyrovae train --resume nowhere", None),
+    (
+        "resuming a run another process trains",
+        "pyrovae train --resume run",
+        ("run", lambda: _lock("run")),
+    ),
+    (
+        "--force on a run another process trains",
+        "pyrovae train --dataset tiny.npy --out run --force",
+        ("run", lambda: _lock("run")),
+    ),
+    (
+        "a run locked on another host",
+        "pyrovae train --resume run",
+        ("run", lambda: _lock("run", host="gpu-node-7")),
+    ),
     ("a --model file that does not exist", "pyrovae train --model missing.py:Net", None),
     (
         "a --model class the file lacks",
@@ -232,7 +257,9 @@ def run_row(command: str, setup, trained: Path, folder: Path) -> tuple[str, int]
                 code = main(shlex.split(command)[1:])
             except SystemExit as exit_info:
                 code = exit_info.code
-        return err.getvalue().strip(), code
+        # this machine's name shows as HOST, so that the table reads the same everywhere
+        message = err.getvalue().strip().replace(f" on {socket.gethostname()} (", " on HOST (")
+        return message, code
     finally:
         os.chdir(old)
 

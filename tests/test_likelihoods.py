@@ -107,11 +107,19 @@ def test_is_normalised(name):
     assert mass == pytest.approx(1.0, abs=2e-3)
 
 
-def test_bernoulli_log_prob_is_exact():
-    logits = torch.randn(3, D)
-    x = torch.bernoulli(torch.full((3, D), 0.5))
+@pytest.mark.parametrize("grad", [False, True], ids=["no-grad", "grad"])
+def test_bernoulli_log_prob_and_its_gradient_are_exact(grad):
+    # Two code paths: two reductions without gradients, fused cross-entropy with them.
+    logits = torch.randn(2, 3, D, dtype=torch.float64, requires_grad=grad)
+    x = torch.bernoulli(torch.full((3, D), 0.5, dtype=torch.float64))
     expected = dist.Bernoulli(logits=logits).to_event(1).log_prob(x)
-    assert torch.allclose(LIKELIHOODS["bernoulli"](D)(logits).log_prob(x), expected, atol=1e-5)
+    got = LIKELIHOODS["bernoulli"](D)(logits).log_prob(x)
+    assert got.shape == (2, 3)
+    assert torch.allclose(got, expected, atol=1e-10)
+    if grad:
+        (g_got,) = torch.autograd.grad(got.sum(), logits)
+        (g_expected,) = torch.autograd.grad(expected.sum(), logits)
+        assert torch.allclose(g_got, g_expected, atol=1e-10)
 
 
 def test_gaussian_scales():

@@ -221,7 +221,7 @@ def test_mixed_precision_runs_networks_in_bfloat16_and_densities_in_float32(samp
         batch_size=64,
         lr=3e-3,
         progress=False,
-        amp=True,
+        precision="bfloat16",
         validation=sample.test[:64],
     )
     assert all(math.isfinite(v) for v in history["train_elbo"] + history["val_elbo"])

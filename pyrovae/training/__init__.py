@@ -9,6 +9,8 @@
     The training and validation data as minibatches on the device.
 ``distributed``
     What changes under ``torch.distributed``.
+``preemption``
+    Stopping cleanly, and resumably, on SIGTERM and SIGINT.
 ``devices``
     Choosing the device and placing data on it.
 """

@@ -50,6 +50,15 @@ def all_reduce(total: torch.Tensor) -> torch.Tensor:
     return total
 
 
+def max_over_processes(value: int, dev: torch.device) -> int:
+    """The largest of the processes' values (a tiny all-reduce); itself in one process."""
+    if world()[1] == 1:
+        return value
+    flag = torch.tensor(value, dtype=torch.int32, device=dev)
+    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+    return int(flag)
+
+
 def should_stop(callback: Callable | None, state: Any, dev: torch.device) -> bool:
     """Call the callback on rank 0; every process learns whether it asked to stop."""
     rank, size = world()

@@ -26,7 +26,8 @@ The history reports everything per datapoint, in nats:
 
 Everything a run needs to continue exactly where it stopped is a :class:`TrainState`:
 ``fit`` hands one to ``callback`` after every epoch (and every ``checkpoint_every``
-steps), and takes one back as ``resume``. Resuming replays nothing: the epoch's order of
+steps, and when SIGTERM or SIGINT stops it: :mod:`~pyrovae.training.preemption`), and
+takes one back as ``resume``. Resuming replays nothing: the epoch's order of
 the data is recomputed from the seed and the epoch, the random number generators, the
 optimiser state and the partial sums of the epoch are restored, so on the CPU a resumed
 run takes bit for bit the steps the uninterrupted run takes.
@@ -35,6 +36,7 @@ run takes bit for bit the steps the uninterrupted run takes.
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any
 
 import pyro
@@ -44,13 +46,14 @@ from pyro.infer import ELBO, TraceEnum_ELBO
 from tqdm.auto import tqdm
 
 from pyrovae.datasets import get_binarization
-from pyrovae.errors import NonFiniteError, PyrovaeError
-from pyrovae.marginal import elbo_terms, max_plate_nesting
+from pyrovae.errors import NonFiniteError, Preempted, PyrovaeError
+from pyrovae.marginal import _caller_level, elbo_terms, max_plate_nesting
 from pyrovae.missing import MISSING, as_masked
 from pyrovae.objectives import LatentScale, Trace_ELBO, get_loss
+from pyrovae.precision import for_precision, resolve_precision
 from pyrovae.programs import has_enumerated_sites
 from pyrovae.svi import FastSVI
-from pyrovae.training import distributed
+from pyrovae.training import distributed, preemption
 from pyrovae.training.devices import resolve_device
 from pyrovae.training.feeding import Minibatches, validation_data
 from pyrovae.training.state import Callback, GoodState, History, TrainState, set_rng_state
@@ -59,6 +62,9 @@ HISTORY_KEYS = ("epoch", "steps", "seconds", "train_elbo", "kl_weight", "lr")
 VALIDATION_KEYS = ("val_elbo", "val_log_likelihood", "val_kl")
 #: The values ``on_nan`` may take (stop with an error, or go back to the last good state).
 ON_NAN = ("stop", "retry")
+#: Steps between checks of the gradients for NaN and infinity (the loss: every step on
+#: the CPU).
+NAN_CHECK_EVERY = 50
 #: When a Pyro LR scheduler steps.
 SCHEDULER_STEPS = ("epoch", "step")
 
@@ -117,6 +123,7 @@ def _validate(model: Any, guide: Any, data: Any, batch_size: int, plate: str | N
     }
 
 
+@preemption.stops_on_signals
 def fit(
     vae_or_model_guide: Any,
     data: Any,
@@ -135,7 +142,8 @@ def fit(
     eval_batch_size: int = 1000,
     beta: float = 1.0,
     kl_warmup: float = 0.0,
-    amp: bool = False,
+    precision: str = "auto",
+    amp: bool | None = None,
     checkpoint_every: int | None = None,
     resume: TrainState | None = None,
     on_nan: str = "stop",
@@ -144,6 +152,7 @@ def fit(
     plate: str | None = None,
     scheduler_step: str = "epoch",
     missing: str = "error",
+    handle_signals: bool = True,
 ) -> History:
     """Train a model/guide pair by stochastic variational inference.
 
@@ -184,9 +193,9 @@ def fit(
         Held-out data (any form) for the per-epoch validation ELBO, or ``None``. The
         networks run in ``eval()`` mode for it.
     callback
-        ``callback(state)`` with a :class:`TrainState` after every epoch and every
-        ``checkpoint_every`` steps; ``False`` stops training. This is where checkpoints
-        are written.
+        ``callback(state)`` with a :class:`TrainState` after every epoch, every
+        ``checkpoint_every`` steps and when a signal stops training (``handle_signals``);
+        ``False`` stops training. This is where checkpoints are written.
     eval_batch_size
         Datapoints per pass when evaluating the validation ELBO.
     beta
@@ -195,11 +204,14 @@ def fit(
     kl_warmup
         Epochs over which the KL weight rises linearly from 0 to ``beta``, step by step
         (0: no warm-up). The validation ELBO is always the unweighted ELBO.
+    precision
+        ``"auto"`` (bfloat16 where the device multiplies it natively, float32
+        elsewhere), ``"float32"`` or ``"bfloat16"``: mixed precision, the networks in
+        bfloat16 under ``torch.autocast`` while every density and the loss stay in
+        float32 (see :mod:`pyrovae.precision`). Validation always runs in float32.
     amp
-        Mixed precision: run each training step under ``torch.autocast`` in bfloat16.
-        :class:`~pyrovae.VAE` casts its networks' outputs back to float32, so only the
-        matrix products run in half precision and every density is computed in full
-        precision. Evaluation always runs in full precision.
+        Deprecated: ``amp=True`` is ``precision="bfloat16"``, ``amp=False`` is
+        ``precision="float32"``.
     checkpoint_every
         Also call ``callback`` every this many steps within an epoch (None: only at the
         end of each epoch).
@@ -212,9 +224,12 @@ def fit(
         ``"retry"`` goes back to the last state handed to ``callback`` (or the start),
         halves the learning rate and carries on, at most ``max_retries`` times.
     nan_check_every
-        Check every this many steps (default: every step on the CPU, where the check is
-        cheap; every 50 on a GPU, where it is a host sync). The bad step itself is never
-        applied when it is a checked one.
+        Check the loss and every gradient every this many steps and before every
+        state handed to ``callback`` (default 50: the check reads every gradient, a
+        fifth of a small step's time on the CPU, and is a host sync on a GPU). On the
+        CPU the loss alone is also checked at every step, for free. A step found bad
+        is never applied; a non-finite gradient under a finite loss on an unchecked
+        step shows up as a non-finite loss one step later.
     plate
         Name of the per-datapoint plate for the validation ELBO (found when None).
     scheduler_step
@@ -223,18 +238,30 @@ def fit(
         NaNs in the data: ``"error"`` refuses them; ``"mask"`` trains on the observed
         entries (MIWAE): the first tensor reaches the program zero-filled, with a
         ``mask`` keyword argument, True where observed (see :mod:`pyrovae.missing`).
+    handle_signals
+        Stop cleanly on SIGTERM and SIGINT (in the main thread): after the step under
+        way, the state of that moment goes to ``callback`` (as ``checkpoint_every``
+        takes it) and :class:`~pyrovae.errors.Preempted` is raised, so the run
+        continues with ``resume``; a second SIGINT interrupts at once. False leaves the
+        signals' handlers alone (see :mod:`pyrovae.training.preemption`).
 
     Returns
     -------
     dict
         The history: a list per key, one entry per epoch (see the module docstring).
 
+    Raises
+    ------
+    Preempted
+        On SIGTERM or SIGINT, once ``callback`` has the state to resume from.
+
     Notes
     -----
     Under ``torch.distributed`` (for example launched by ``torchrun``), each process
     takes its share of every global minibatch of ``batch_size``, gradients are averaged
     by ``DistributedDataParallel``, and every process ends with the same parameters;
-    ``callback`` and progress run on rank 0 only.
+    ``callback`` and progress run on rank 0 only. A signal to any process stops them all
+    at the same step.
     """
     _check_settings(
         epochs,
@@ -250,6 +277,7 @@ def fit(
     model, guide = _model_and_guide(vae_or_model_guide)
     rank, world = distributed.world()
     dev = distributed.process_device(resolve_device(device), rank, world)
+    precision = resolve_precision(_from_amp(amp, precision), dev)
     binarization = get_binarization(binarize)
     pyro.set_rng_seed(seed)
     check = getattr(vae_or_model_guide, "check_data", None)
@@ -262,19 +290,24 @@ def fit(
     val = validation_data(validation, binarization, seed, dev, check)
     loss = _loss(loss, model, guide, batches)
     kl_weight = LatentScale(beta)
+    step_model, step_guide = (for_precision(p, precision, dev) for p in (model, guide))
     if beta != 1 or kl_warmup > 0:
-        model, guide = kl_weight(model), kl_weight(guide)
-    ddp = distributed.loss_module(vae_or_model_guide, loss, model, guide, dev, batches.batch_size)
+        step_model, step_guide = kl_weight(step_model), kl_weight(step_guide)
+    ddp = distributed.loss_module(
+        vae_or_model_guide, loss, step_model, step_guide, dev, batches.batch_size
+    )
     if world > 1:
         pyro.set_rng_seed(seed + rank)  # own noise per process; the order is shared
-    svi = FastSVI(model, guide, optim or pyro.optim.Adam({"lr": lr}), loss, ddp, float(world))
+    optim = optim or pyro.optim.Adam({"lr": lr})
+    svi = FastSVI(step_model, step_guide, optim, loss, ddp, float(world))
     if kl_warmup and not batches.steps:
         raise PyrovaeError(
             "kl_warmup counts epochs in steps, but the iterable of batches has no length; "
             "give it a __len__ or pass indexable data"
         )
     warmup_steps = kl_warmup * (batches.steps or 0)
-    nan_check_every = nan_check_every or (50 if dev.type == "cuda" else 1)
+    nan_check_every = nan_check_every or NAN_CHECK_EVERY
+    check_loss = dev.type == "cpu"  # a host sync, free on the CPU
     keys = HISTORY_KEYS + (VALIDATION_KEYS if val is not None else ())
     state = TrainState(history={k: [] for k in keys}) if resume is None else resume
     if resume is not None:
@@ -287,6 +320,11 @@ def fit(
     show = progress and rank == 0
     bar = tqdm(total=epochs, initial=state.epoch, desc="epochs", unit="epoch", disable=not show)
     while state.epoch < epochs:
+        signum = distributed.max_over_processes(preemption.pending(), dev)
+        if signum:  # before the first step or between epochs: the state of the boundary
+            bar.close()
+            fresh = resume is None and state.global_step == 0  # no callback has had it
+            raise _preempted(signum, state, batches.steps, callback if fresh else None, good, dev)
         total = state.epoch_loss.to(dev)
         start = time.perf_counter() - state.epoch_seconds
         stopped = False
@@ -294,14 +332,24 @@ def fit(
             for batch in batches.epoch(state.epoch, state.step):
                 if warmup_steps:
                     kl_weight.scale = beta * min(1.0, (state.global_step + 1) / warmup_steps)
-                checked = (state.global_step + 1) % nan_check_every == 0
-                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-                    step_loss = svi.step_tensor(*batch.args, check_finite=checked, **batch.kwargs)
+                checked = (state.global_step + 1) % nan_check_every == 0 or _hands_over(
+                    state.step + 1, batches.steps, checkpoint_every
+                )
+                step_loss = svi.step_tensor(
+                    *batch.args, check_finite=checked, check_loss=check_loss, **batch.kwargs
+                )
                 total = total + step_loss
                 state.step, state.global_step = state.step + 1, state.global_step + 1
                 state.epoch_datapoints += len(batch)
                 if scheduler_step == "step":
                     svi.scheduler_step(step_loss)
+                if batches.steps is None or state.step < batches.steps:  # else: end the epoch
+                    signum = distributed.max_over_processes(preemption.pending(), dev)
+                    if signum:  # the state of this step, as checkpoint_every takes it
+                        state.epoch_loss, state.end_of_epoch = total.detach(), False
+                        state.epoch_seconds = time.perf_counter() - start
+                        bar.close()
+                        raise _preempted(signum, state, batches.steps, callback, good, dev)
                 if (
                     checkpoint_every
                     and state.step % checkpoint_every == 0
@@ -350,6 +398,48 @@ def fit(
     bar.close()
     distributed.barrier()
     return state.history
+
+
+def _hands_over(step: int, steps: int | None, checkpoint_every: int | None) -> bool:
+    """Whether the state after ``step`` goes to the callback (so it must be checked)."""
+    return step == steps or bool(checkpoint_every and step % checkpoint_every == 0)
+
+
+def _preempted(
+    signum: int,
+    state: TrainState,
+    steps: int | None,
+    callback: Callback | None,
+    good: GoodState,
+    dev: torch.device,
+) -> Preempted:
+    """Hand ``state`` to the callback (when given one); the exception that stops training."""
+    if callback is not None:
+        distributed.should_stop(callback, good.snapshot(state), dev)
+    of = f" of {steps}" if steps else ""
+    where = f"epoch {state.epoch + 1}, step {state.step}{of}"
+    if not state.step:
+        where = f"the start of epoch {state.epoch + 1}"
+    return Preempted(
+        f"stopped by {preemption.signal_name(signum)} at {where}",
+        signum,
+        state.epoch + 1,
+        state.step,
+    )
+
+
+def _from_amp(amp: bool | None, precision: str) -> str:
+    """The precision meant by the deprecated ``amp`` flag, if it was passed."""
+    if amp is None:
+        return precision
+    if precision != "auto":
+        raise PyrovaeError("pass precision or the deprecated amp, not both")
+    warnings.warn(
+        f"amp is deprecated; pass precision={'bfloat16' if amp else 'float32'!r}",
+        FutureWarning,
+        stacklevel=_caller_level(),
+    )
+    return "bfloat16" if amp else "float32"
 
 
 def _owners(obj: Any, model: Any, guide: Any) -> list:

@@ -39,7 +39,8 @@ class TrainState:
     retries
         Restarts after non-finite steps so far.
     end_of_epoch
-        Whether this state was taken at the end of an epoch (else every N steps).
+        Whether this state was taken at the end of an epoch (else within one: every N
+        steps, or where a signal stopped training).
     scheduler_state
         The learning-rate scheduler's ``state_dict``, when the optimiser has one.
     epoch_datapoints
@@ -86,7 +87,7 @@ class TrainState:
 
 
 #: Called with the :class:`TrainState` after every epoch (and every ``checkpoint_every``
-#: steps); returning ``False`` stops training.
+#: steps, and when SIGTERM or SIGINT stops training); returning ``False`` stops training.
 Callback = Callable[[TrainState], Any]
 
 

@@ -1,0 +1,166 @@
+"""``pyrovae evaluate`` and ``pyrovae report``: a run's held-out metrics and its report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from pyrovae.cli.common import _add_run_data, _init_distributed, _load_run, _positive_int
+
+
+def _add_evaluate(p: argparse.ArgumentParser) -> None:
+    _add_run_data(p)
+    p.add_argument(
+        "--num-samples",
+        type=_positive_int,
+        default=5000,
+        help="importance samples K per datapoint (default 5000)",
+    )
+    p.add_argument(
+        "--estimator",
+        choices=["is", "ais"],
+        default="is",
+        help="is: importance sampling from the guide; ais: annealed importance sampling, "
+        "reported beside the IS estimate (default is)",
+    )
+    p.add_argument("--ais-chains", type=_positive_int, default=16, help="AIS chains (16)")
+    p.add_argument("--ais-steps", type=_positive_int, default=100, help="AIS steps T (100)")
+    p.add_argument("--batch-size", type=_positive_int, default=100, help="datapoints per pass")
+    p.add_argument(
+        "--memory-budget",
+        help="memory one pass of the estimator may use, e.g. 512MB or 2GiB (default: "
+        "passes of about 4,096 datapoint-sample pairs on the CPU)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the estimator (default 0)")
+    p.epilog = (
+        "Under torchrun (torchrun --nproc-per-node N -m pyrovae evaluate RUN_DIR) the "
+        "passes of --batch-size datapoints, for IS and AIS alike, are shared among the N "
+        "processes; rank 0 prints and writes metrics.json and log_px.npy, with the same "
+        "values as one process gives for the same --seed."
+    )
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    import math
+    import time
+    import warnings
+
+    import pyro
+    import torch
+
+    from pyrovae.ais import annealed_importance_sampling
+    from pyrovae.batches import Batch
+    from pyrovae.checkpoint import read_json, write_json
+    from pyrovae.marginal import log_marginal_likelihood
+    from pyrovae.training import resolve_device
+    from pyrovae.training.distributed import process_device, world
+
+    _init_distributed(args.device)  # torchrun: the processes share the passes
+    rank, size = world()
+    if size > 1:  # one GPU per process where there are several
+        dev = process_device(resolve_device(args.device), rank, size)
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)
+        args.device = str(dev)
+    vae, config, data, x = _load_run(args, vae_only=False)
+    pyro.set_rng_seed(args.seed)
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est = log_marginal_likelihood(
+            vae.model,
+            vae.guide,
+            x,
+            num_samples=args.num_samples,
+            batch_size=args.batch_size,
+            memory_budget=args.memory_budget,
+        )
+    for w in caught if rank == 0 else ():
+        print(f"warning: {w.message}", file=sys.stderr)
+    seconds = time.perf_counter() - start
+    first = Batch.of(x).first
+    n, dims = first.shape[0], first[0].numel()
+    nats_per_bit = math.log(2) * dims
+    source = f"{n} held-out datapoints of {args.dataset or config['data']['dataset']}"
+    metrics = {
+        "test_elbo": -float(est.elbo.mean()),
+        "test_elbo_stderr": float(est.elbo.double().std()) / math.sqrt(n),
+        "test_nll": -est.mean,
+        "test_nll_stderr": est.stderr,
+        "test_nll_bits_per_dim": -est.mean / nats_per_bit,
+        "num_samples": args.num_samples,
+        "estimator": "is",
+        "ess_median": float(est.ess.median()),
+        "dataset": args.dataset or config["data"]["dataset"],
+        "n_test": int(n),
+        "enumerated": est.enumerated,
+        "binarize": config["data"]["binarize"],
+        "seed": args.seed,
+        "seconds": seconds,
+        "processes": size,
+        "units": "nats per datapoint; test_elbo and test_nll are -ELBO and -log p(x), positive",
+    }
+    out = print if rank == 0 else lambda *a, **k: None  # rank 0 speaks for all
+    processes = f", {size} processes" if size > 1 else ""
+    out(f"{source}, binarisation {config['data']['binarize']}, seed {args.seed}{processes}")
+    out(f"held-out ELBO      {-metrics['test_elbo']:10.2f} nats")
+    out(
+        f"NLL (IS, K={args.num_samples})  {metrics['test_nll']:8.2f} +- "
+        f"{metrics['test_nll_stderr']:.2f} nats   ({metrics['test_nll_bits_per_dim']:.4f} "
+        f"bits/dim)   [{seconds:.1f} s]"
+    )
+    if args.estimator == "ais":
+        start = time.perf_counter()
+        ais = annealed_importance_sampling(
+            vae.model,
+            vae.guide,
+            x,
+            num_chains=args.ais_chains,
+            num_steps=args.ais_steps,
+            batch_size=args.batch_size,
+        )
+        diff = ais.per_datapoint - est.per_datapoint
+        diff_se = float(diff.double().std()) / math.sqrt(diff.numel())
+        metrics.update(
+            estimator="ais",
+            test_nll_is=metrics["test_nll"],
+            test_nll_is_stderr=metrics["test_nll_stderr"],
+            test_nll=-ais.mean,
+            test_nll_stderr=ais.stderr,
+            test_nll_bits_per_dim=-ais.mean / nats_per_bit,
+            ais_chains=args.ais_chains,
+            ais_steps=args.ais_steps,
+            ais_seconds=time.perf_counter() - start,
+        )
+        out(
+            f"NLL (AIS, {args.ais_chains} chains x {args.ais_steps} steps)  "
+            f"{metrics['test_nll']:8.2f} +- {metrics['test_nll_stderr']:.2f} nats   "
+            f"({metrics['test_nll_bits_per_dim']:.4f} bits/dim)"
+        )
+        if abs(float(diff.mean())) > 2 * diff_se:
+            out(
+                f"warning: the IS and AIS estimates differ by {float(diff.mean()):+.2f} +- "
+                f"{diff_se:.2f} nats, more than their errors: trust the higher one (a "
+                "stochastic lower bound) and treat the other as too low",
+                file=sys.stderr,
+            )
+    if rank > 0:  # every process holds the gathered estimates; rank 0 writes them
+        return
+    path = Path(args.run_dir) / "metrics.json"
+    old = read_json(path) if path.exists() else {}
+    write_json(path, {**old, **metrics})
+    from pyrovae.checkpoint import atomic_write
+    from pyrovae.report import LOG_PX
+
+    per_datapoint = est.per_datapoint.cpu().numpy()
+    atomic_write(Path(args.run_dir) / LOG_PX, lambda f: np.save(f, per_datapoint))
+    print(f"wrote {path} and {LOG_PX}")
+
+
+def _report(args: argparse.Namespace) -> None:
+    from pyrovae.report import write_report
+
+    print(f"wrote {write_report(args.run_dir, device=args.device, data_dir=args.data_dir)}")

@@ -1,0 +1,107 @@
+"""Using a trained run: ``pyrovae sample``, ``interpolate``, ``encode`` and ``score``."""
+
+from __future__ import annotations
+
+import argparse
+
+from pyrovae.cli.common import (
+    _add_report,
+    _add_run_data,
+    _load_run,
+    _need_vae,
+    _number,
+    _positive_int,
+    _save_array,
+    _save_png,
+)
+
+
+def _add_sample(p: argparse.ArgumentParser) -> None:
+    _add_report(p)
+    p.add_argument("--n", type=_positive_int, default=64, help="how many samples (default 64)")
+    p.add_argument("--out", required=True, help="the PNG file to write")
+    p.add_argument("--seed", type=int, default=0, help="default 0")
+
+
+def _sample(args: argparse.Namespace) -> None:
+    from pyrovae import plots
+    from pyrovae.checkpoint import load
+    from pyrovae.training import resolve_device
+
+    vae = load(args.run_dir, device=resolve_device(args.device))
+    _need_vae(vae, args)
+    _save_png(plots.prior_samples(vae, args.n, seed=args.seed), args.out)
+
+
+def _add_interpolate(p: argparse.ArgumentParser) -> None:
+    _add_run_data(p)
+    p.add_argument("--out", required=True, help="the PNG file to write")
+    p.add_argument(
+        "--steps",
+        type=_number(int, 1, True, "an integer >= 2"),
+        default=10,
+        help="images per row (default 10)",
+    )
+    p.add_argument(
+        "--pairs",
+        type=_positive_int,
+        default=4,
+        help="how many pairs of held-out inputs, one row each (default 4)",
+    )
+
+
+def _interpolate(args: argparse.Namespace) -> None:
+    from pyrovae import plots
+
+    vae, _, _, x = _load_run(args)
+    pairs = [(2 * i, 2 * i + 1) for i in range(args.pairs)]
+    _save_png(plots.interpolation(vae, x[: 2 * args.pairs], pairs, args.steps), args.out)
+
+
+def _add_encode(p: argparse.ArgumentParser) -> None:
+    _add_run_data(p)
+    p.add_argument("--out", required=True, help="the .npy file to write, shape (N, z_dim)")
+    p.add_argument(
+        "--split",
+        choices=["train", "test"],
+        default="test",
+        help="which split to encode (default test)",
+    )
+
+
+def _encode(args: argparse.Namespace) -> None:
+    from pyrovae.applications import latent_means
+    from pyrovae.datasets import get_binarization
+
+    vae, config, data, x = _load_run(args)
+    if args.split == "train":
+        binarization = get_binarization(config["data"]["binarize"])
+        x = binarization.heldout(data.train, config["train"]["seed"]).to(x.device)
+    _save_array(latent_means(vae, x).cpu().numpy(), args.out)
+
+
+def _add_score(p: argparse.ArgumentParser) -> None:
+    _add_run_data(p)
+    p.add_argument("--out", required=True, help="the .npy file to write, one score each")
+    p.add_argument(
+        "--num-samples",
+        type=_positive_int,
+        default=1000,
+        help="importance samples K (default 1000)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the estimator (default 0)")
+
+
+def _score(args: argparse.Namespace) -> None:
+    import warnings
+
+    import pyro
+
+    from pyrovae.applications import anomaly_scores
+
+    vae, _, _, x = _load_run(args, vae_only=False)
+    pyro.set_rng_seed(args.seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a poor proposal on unusual data is the point
+        scores = anomaly_scores(vae.model, vae.guide, x, num_samples=args.num_samples)
+    _save_array(scores.cpu().numpy(), args.out)
