@@ -70,15 +70,21 @@ def reconstructions(
 
 
 @torch.no_grad()
+@torch.no_grad()
+def seeded_samples(vae, n: int, seed: int = 0) -> torch.Tensor:
+    """Mean of p(x|z) for ``n`` draws z from the prior, from their own seeded generator."""
+    device = next(vae.parameters()).device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        return vae.sample(n)
+
+
 def prior_samples(
     vae, n: int = 64, image_shape: Sequence[int] | None = None, seed: int = 0
 ) -> Figure:
     """Mean of p(x|z) for ``n`` draws z from the prior."""
     shape = _shape(vae, image_shape)
-    device = next(vae.parameters()).device
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        samples = vae.sample(n)
+    samples = seeded_samples(vae, n, seed)
     ncol = math.ceil(math.sqrt(n))
     fig = Figure(figsize=(ncol * 0.6 + 0.4, math.ceil(n / ncol) * 0.6 + 0.6))
     _show(fig.subplots(), image_grid(samples, shape, ncol), "samples: z ~ p(z), mean of p(x|z)")
@@ -198,6 +204,43 @@ def log_px_histogram(log_px: torch.Tensor | np.ndarray, bins: int = 50) -> Figur
     ax.set_ylabel("datapoints")
     ax.legend(fontsize=8)
     ax.set_title("held-out log p(x), per datapoint", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def latent_units(
+    kl_per_dim: dict[str, Sequence[float] | None],
+    variance: dict[str, Sequence[float]],
+    threshold: float = 0.01,
+) -> Figure:
+    """Posterior collapse at a glance: per latent site, KL per unit and its activity.
+
+    Top row: KL(q(z_u|x) || p(z_u)) per unit (nats, averaged over the data); bottom
+    row: Cov_x(E_q[z_u|x]) per unit on a log scale, with the activity threshold. Active
+    units are drawn in blue, inactive ones in grey (see :mod:`pyrovae.diagnostics`).
+    """
+    names = list(variance)
+    fig = Figure(figsize=(max(5.2, 3.2 * len(names)), 5.0))
+    axes = np.asarray(fig.subplots(2, len(names), squeeze=False))
+    for j, name in enumerate(names):
+        var = np.asarray(variance[name], dtype=np.float64)
+        units = np.arange(var.size)
+        colours = np.where(var > threshold, "C0", "0.7")
+        kl = kl_per_dim.get(name)
+        top, bottom = axes[0, j], axes[1, j]
+        if kl is None:
+            top.text(0.5, 0.5, "no per-unit marginals", ha="center", va="center")
+        else:
+            top.bar(units, np.asarray(kl, dtype=np.float64), color=colours)
+        top.set_title(
+            f"{name}: {int((var > threshold).sum())} of {var.size} units active", fontsize=10
+        )
+        top.set_ylabel("KL per unit (nats)")
+        bottom.bar(units, np.maximum(var, 1e-12), color=colours)
+        bottom.set_yscale("log")
+        bottom.axhline(threshold, color="k", linestyle="--", linewidth=1)
+        bottom.set_ylabel("Cov_x(E_q[z_u | x])")
+        bottom.set_xlabel("latent unit")
     fig.tight_layout()
     return fig
 

@@ -104,7 +104,8 @@ def _metrics(run_dir: Path, history: dict) -> dict[str, Any]:
     path = run_dir / METRICS
     if path.exists():
         evaluated = json.loads(path.read_text())
-        metrics.update({f"evaluate: {k}": v for k, v in evaluated.items()})
+        per_unit = ("kl_per_dim", "posterior_mean_variance")  # drawn as a figure instead
+        metrics.update({f"evaluate: {k}": v for k, v in evaluated.items() if k not in per_unit})
     return metrics
 
 
@@ -149,6 +150,15 @@ def write_report(
     if (run_dir / LOG_PX).exists():
         figures["held-out log p(x) (from pyrovae evaluate)"] = plots.log_px_histogram(
             np.load(run_dir / LOG_PX)
+        )
+    evaluated = json.loads((run_dir / METRICS).read_text()) if (run_dir / METRICS).exists() else {}
+    if evaluated.get("posterior_mean_variance"):
+        figures["posterior collapse: KL and activity per latent unit (from pyrovae evaluate)"] = (
+            plots.latent_units(
+                evaluated["kl_per_dim"],
+                evaluated["posterior_mean_variance"],
+                evaluated.get("active_threshold", 0.01),
+            )
         )
     page = render(f"pyrovae run {run_dir.name}", run.config, _metrics(run_dir, history), figures)
     path = run_dir / REPORT

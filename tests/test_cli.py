@@ -475,3 +475,16 @@ def test_tensorboard_logs_every_epoch(tmp_path, tiny_npz, monkeypatch):
     )
     assert logged[0] == ("dir", str(out / "tensorboard"))
     assert ("train_elbo", 1) in logged and ("val_elbo", 2) in logged
+
+
+def test_sample_writes_the_images_themselves_as_npy(run_dir, tmp_path, capsys):
+    out = tmp_path / "samples.npy"
+    assert main(["sample", str(run_dir), "--out", str(out), "--n", "5", "--seed", "3"]) == 0
+    images = np.load(out)
+    assert images.shape == (5, 1, 28, 28) and images.min() >= 0 and images.max() <= 1
+    again = tmp_path / "again.npy"
+    assert main(["sample", str(run_dir), "--out", str(again), "--n", "5", "--seed", "3"]) == 0
+    assert np.array_equal(images, np.load(again))  # seeded
+    capsys.readouterr()
+    assert main(["sample", str(run_dir), "--out", str(tmp_path / "s.jpg")]) == 1
+    assert "must end in .png (a grid) or .npy (the samples)" in capsys.readouterr().err

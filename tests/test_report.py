@@ -21,7 +21,7 @@ def test_report_is_self_contained(run_dir):
     assert main(["evaluate", str(run_dir), "--num-samples", "5"]) == 0
     page = write_report(run_dir).read_text()
     images = _images(page)
-    assert len(images) == page.count("<img") == 7  # with the log p(x) histogram
+    assert len(images) == page.count("<img") == 8  # with the log p(x) histogram, the units
     assert all(img[:8] == b"\x89PNG\r\n\x1a\n" for img in images)
     assert not re.search(r'(src|href)="(?!data:)', page)  # nothing to fetch
     for text in ("test_nll", "training curves", "latent space", "z_dim"):

@@ -78,6 +78,15 @@ def test_a_csv_with_empty_cells_trains_evaluates_and_imputes(tmp_path, capsys):
     assert main(["evaluate", str(run), "--num-samples", "10"]) == 0
     assert np.isfinite(json.loads((run / "metrics.json").read_text())["test_nll"])
     assert main(["report", str(run)]) == 0
+    # Samples as an array come back in the table's own units, not standardised ones
+    assert main(["sample", str(run), "--out", str(tmp_path / "s.npy"), "--n", "7"]) == 0
+    samples = np.load(tmp_path / "s.npy")
+    from pyrovae import load, plots
+
+    scaler = Standardizer.from_config(config["data"]["standardizer"])
+    expected = scaler.inverse(plots.seeded_samples(load(run), 7, 0)).numpy()
+    assert samples.shape == (7, 6) and np.allclose(samples, expected)
+    assert abs(samples.mean() - table.mean()) < 5 * table.std()
     out = tmp_path / "filled.csv"
     assert main(["impute", str(run), "--dataset", str(data), "--out", str(out)]) == 0
     filled, header = read_csv(out)

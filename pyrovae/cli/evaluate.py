@@ -149,6 +149,7 @@ def _evaluate(args: argparse.Namespace) -> None:
             )
     if rank > 0:  # every process holds the gathered estimates; rank 0 writes them
         return
+    metrics.update(_collapse_diagnostics(vae, x))
     path = Path(args.run_dir) / "metrics.json"
     old = read_json(path) if path.exists() else {}
     write_json(path, {**old, **metrics})
@@ -158,6 +159,17 @@ def _evaluate(args: argparse.Namespace) -> None:
     per_datapoint = est.per_datapoint.cpu().numpy()
     atomic_write(Path(args.run_dir) / LOG_PX, lambda f: np.save(f, per_datapoint))
     print(f"wrote {path} and {LOG_PX}")
+
+
+def _collapse_diagnostics(vae, x) -> dict:
+    """Active units and KL per unit of each latent site, printed and for metrics.json."""
+    from pyrovae.diagnostics import latent_units, summary
+
+    units = latent_units(vae.model, vae.guide, x)
+    for name, u in units.items():
+        kl = "" if u.kl is None else f"; KL per unit {float(u.kl.sum()):.2f} nats in all"
+        print(f"latent {name}: {u.active_units} of {u.variance.numel()} units active{kl}")
+    return summary(units) if units else {}
 
 
 def _report(args: argparse.Namespace) -> None:

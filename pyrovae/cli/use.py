@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from pyrovae.cli.common import (
     _add_report,
@@ -14,23 +15,41 @@ from pyrovae.cli.common import (
     _save_array,
     _save_png,
 )
+from pyrovae.errors import PyrovaeError
 
 
 def _add_sample(p: argparse.ArgumentParser) -> None:
     _add_report(p)
     p.add_argument("--n", type=_positive_int, default=64, help="how many samples (default 64)")
-    p.add_argument("--out", required=True, help="the PNG file to write")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="a .png: a grid of the samples (images); a .npy: the samples themselves, the "
+        "mean of p(x|z) in the data's units, shape (n, channels, height, width) for images "
+        "and (n, columns) for tables",
+    )
     p.add_argument("--seed", type=int, default=0, help="default 0")
 
 
 def _sample(args: argparse.Namespace) -> None:
     from pyrovae import plots
-    from pyrovae.checkpoint import load
+    from pyrovae.checkpoint import CONFIG, load, read_json
+    from pyrovae.tables import Standardizer
     from pyrovae.training import resolve_device
 
+    if Path(args.out).suffix.lower() not in (".png", ".npy"):
+        raise PyrovaeError(f"--out {args.out} must end in .png (a grid) or .npy (the samples)")
     vae = load(args.run_dir, device=resolve_device(args.device))
     _need_vae(vae, args)
-    _save_png(plots.prior_samples(vae, args.n, seed=args.seed), args.out)
+    if Path(args.out).suffix.lower() == ".png":
+        _save_png(plots.prior_samples(vae, args.n, seed=args.seed), args.out)
+        return
+    samples = plots.seeded_samples(vae, args.n, args.seed).cpu()
+    stats = read_json(Path(args.run_dir) / CONFIG)["data"].get("standardizer")
+    if stats:  # back to the units of the table the run was trained on
+        samples = Standardizer.from_config(stats).inverse(samples)
+    shape = tuple(vae.image_shape) if vae.image_shape else (vae.x_dim,)
+    _save_array(samples.reshape(args.n, *shape).numpy(), args.out)
 
 
 def _add_interpolate(p: argparse.ArgumentParser) -> None:
