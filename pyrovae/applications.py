@@ -18,14 +18,21 @@ from pyrovae.missing import entry_log_prob
 
 
 @torch.no_grad()
-def latent_means(vae, x: torch.Tensor, batch_size: int = 1000, draws: int = 32) -> torch.Tensor:
+def latent_means(
+    vae,
+    x: torch.Tensor,
+    batch_size: int = 1000,
+    draws: int = 32,
+    y: torch.Tensor | None = None,
+) -> torch.Tensor:
     """The mean of q(z|x) for each datapoint, shape ``(N, z_dim)``: an embedding.
 
     Families without a closed-form mean (a flow) are averaged over ``draws`` samples.
+    ``y``: the labels, for a conditional VAE's q(z|x, y).
     """
     out = []
     for sl in chunks(x.shape[0], batch_size):
-        q = vae.encode(x[sl])
+        q = vae.encode(x[sl], y[sl]) if y is not None else vae.encode(x[sl])
         try:
             out.append(q.mean)
         except NotImplementedError:

@@ -221,7 +221,7 @@ def load_run(
     device
         Where to put the VAE and the held-out data.
     """
-    from pyrovae.datasets import get_binarization, load_dataset
+    from pyrovae.datasets import get_binarization, load_dataset, with_labels
     from pyrovae.tables import standardize_dataset
     from pyrovae.training import resolve_device
     from pyrovae.usermodel import load_named_arrays
@@ -262,4 +262,4 @@ def load_run(
     binarization.check(data.test)
     heldout = binarization.heldout(data.test, seed).to(dev)
     vae.check_data(heldout)
-    return Run(vae, config, data, heldout)
+    return Run(vae, config, data, with_labels(heldout, data.test_labels, data_cfg.get("labels")))

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -260,6 +261,35 @@ def load_dataset(
     raise PyrovaeError(
         f"unknown dataset {name!r}; choose one of: {names}, or a .npy/.npz/.csv path"
     )
+
+
+# ------------------------------------------------------------------------------ labels
+#: How a run uses its dataset's labels (``config["data"]["labels"]``): not at all (None),
+#: or as the condition of a conditional VAE.
+LABEL_USES = (None, "condition")
+
+
+def with_labels(x: Any, labels: torch.Tensor | None, use: str | None) -> Any:
+    """The data the programs take: ``x``, or ``{"x": x, "y": labels}`` to condition on them."""
+    if use is None:
+        return x
+    if labels is None:
+        raise PyrovaeError(
+            "conditioning on labels needs a dataset that has them (the sample, mnist, or a "
+            ".npz with y_train and y_test)"
+        )
+    return {"x": x, "y": labels.to(x.device if isinstance(x, torch.Tensor) else "cpu")}
+
+
+def num_classes(data: Dataset) -> int:
+    """How many classes the labels of both splits name (the largest label, plus one)."""
+    labels = [t for t in (data.train_labels, data.test_labels) if t is not None]
+    if not labels:
+        raise PyrovaeError(
+            f"{data.name or 'the dataset'} has no labels to condition on; use the sample, "
+            "mnist, or a .npz with y_train and y_test"
+        )
+    return int(max(int(t.max()) for t in labels)) + 1
 
 
 # ------------------------------------------------------------------------ binarisation

@@ -54,12 +54,20 @@ def image_rows(images: torch.Tensor, image_shape: Sequence[int], ncol: int, titl
 
 @torch.no_grad()
 def reconstructions(
-    vae, x: torch.Tensor, image_shape: Sequence[int] | None = None, n: int = 16
+    vae,
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    image_shape: Sequence[int] | None = None,
+    n: int = 16,
 ) -> Figure:
-    """Inputs (top) beside the mean of p(x|z) at the posterior mean of z (bottom)."""
+    """Inputs (top) beside the mean of p(x|z) at the posterior mean of z (bottom).
+
+    ``y``: the labels of a conditional VAE's inputs.
+    """
     shape = _shape(vae, image_shape)
-    x = x[:n].to(next(vae.parameters()).device)
-    recon = vae.reconstruct(x)
+    device = next(vae.parameters()).device
+    x = x[:n].to(device)
+    recon = vae.reconstruct(x, y[:n].to(device)) if y is not None else vae.reconstruct(x)
     ncol = min(n, x.shape[0])
     fig = Figure(figsize=(ncol * 0.6 + 0.4, 2.8))
     top, bottom = fig.subplots(2, 1)
@@ -70,24 +78,35 @@ def reconstructions(
 
 
 @torch.no_grad()
-@torch.no_grad()
-def seeded_samples(vae, n: int, seed: int = 0) -> torch.Tensor:
-    """Mean of p(x|z) for ``n`` draws z from the prior, from their own seeded generator."""
+def seeded_samples(
+    vae, n: int, seed: int = 0, y: torch.Tensor | int | None = None
+) -> torch.Tensor:
+    """Mean of p(x|z) for ``n`` draws z from the prior, from their own seeded generator.
+
+    A conditional VAE draws class ``y`` (by default the classes in turn).
+    """
     device = next(vae.parameters()).device
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
-        return vae.sample(n)
+        return vae.sample(n, y=y) if y is not None else vae.sample(n)
 
 
+@torch.no_grad()
 def prior_samples(
-    vae, n: int = 64, image_shape: Sequence[int] | None = None, seed: int = 0
+    vae,
+    n: int = 64,
+    image_shape: Sequence[int] | None = None,
+    seed: int = 0,
+    y: int | None = None,
 ) -> Figure:
-    """Mean of p(x|z) for ``n`` draws z from the prior."""
+    """Mean of p(x|z) for ``n`` draws z from the prior (of class ``y``: conditional VAE)."""
     shape = _shape(vae, image_shape)
-    samples = seeded_samples(vae, n, seed)
-    ncol = math.ceil(math.sqrt(n))
+    samples = seeded_samples(vae, n, seed, y)
+    classes = getattr(vae, "num_classes", None) if y is None else None
+    ncol = classes or math.ceil(math.sqrt(n))  # a conditional VAE: one class per column
+    title = "samples: z ~ p(z), mean of p(x|z" + (", y = column)" if classes else ")")
     fig = Figure(figsize=(ncol * 0.6 + 0.4, math.ceil(n / ncol) * 0.6 + 0.6))
-    _show(fig.subplots(), image_grid(samples, shape, ncol), "samples: z ~ p(z), mean of p(x|z)")
+    _show(fig.subplots(), image_grid(samples, shape, ncol), title)
     fig.tight_layout()
     return fig
 
@@ -146,7 +165,9 @@ def latent_scatter(vae, x: torch.Tensor, labels: torch.Tensor | None = None) -> 
     z has more dimensions), coloured by label."""
     from pyrovae.applications import latent_means
 
-    z = latent_means(vae, x.to(next(vae.parameters()).device)).double().cpu()
+    device = next(vae.parameters()).device
+    condition = labels.to(device) if getattr(vae, "num_classes", None) else None
+    z = latent_means(vae, x.to(device), y=condition).double().cpu()
     if z.shape[1] > 2:
         centred = z - z.mean(0)
         _, _, v = torch.linalg.svd(centred, full_matrices=False)

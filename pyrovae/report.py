@@ -127,9 +127,9 @@ def write_report(
         figures["training curves: ELBO, reconstruction and KL terms per epoch"] = (
             plots.training_curves(history)
         )
-    x, mask = run.heldout, None
-    if isinstance(x, dict) and hasattr(vae, "encode"):  # missing entries: what the encoder sees
-        x, mask = x["x"], x.get("mask")
+    x, mask, y = run.heldout, None, None
+    if isinstance(x, dict) and hasattr(vae, "encode"):  # missing entries, or labels
+        x, mask, y = x["x"], x.get("mask"), x.get("y")
     if getattr(vae, "image_shape", None) is None and hasattr(vae, "reconstruct"):
         figures["reconstruction error per column of the held-out data"] = plots.column_errors(
             vae, x, mask
@@ -138,10 +138,17 @@ def write_report(
         gen = torch.Generator().manual_seed(0)
         pick = torch.randperm(x.shape[0], generator=gen)[:num_images].to(x.device)
         shown = x[pick]
-        figures["held-out inputs and their reconstructions"] = plots.reconstructions(vae, shown)
-        figures["samples from the prior"] = plots.prior_samples(vae, 64)
-        figures["interpolations between held-out inputs"] = plots.interpolation(vae, shown)
-        figures["latent traversals"] = plots.latent_traversals(vae, x[:num_scatter])
+        figures["held-out inputs and their reconstructions"] = plots.reconstructions(
+            vae, shown, y[pick] if y is not None else None
+        )
+        if y is None:
+            figures["samples from the prior"] = plots.prior_samples(vae, 64)
+            figures["interpolations between held-out inputs"] = plots.interpolation(vae, shown)
+            figures["latent traversals"] = plots.latent_traversals(vae, x[:num_scatter])
+        else:  # a conditional VAE: its samples by class; paths in z hold y fixed, not shown
+            figures["samples from the prior, one class per column"] = plots.prior_samples(
+                vae, 8 * vae.num_classes
+            )
     labels = run.data.test_labels
     if hasattr(vae, "encode"):  # pyrovae's VAE; a user's model has no known encoder
         figures["latent space of the held-out data"] = plots.latent_scatter(

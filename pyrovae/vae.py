@@ -5,6 +5,9 @@ Reading guide::
     model(x):  with plate("data"):  z ~ prior();  x ~ likelihood(decoder(z))   [observed]
     guide(x):  with plate("data"):  z ~ posterior(encoder(x))
 
+A conditional VAE (``num_classes``) is the same program with the label y appended, one-hot,
+to each network's input: ``decoder([z, y])``, ``encoder([x, y])``.
+
 Everything that varies between VAEs lives in one of four swappable parts, each picked by
 name from its registry or passed as a module: the prior (``priors.PRIORS``), the
 likelihood (``likelihoods.LIKELIHOODS``), the approximate posterior family
@@ -21,6 +24,7 @@ from typing import Any
 import pyro
 import pyro.distributions as dist
 import torch
+import torch.nn.functional as F
 from pyro.params.param_store import param_with_module_name
 from torch import nn
 
@@ -53,6 +57,24 @@ def _name_of(part: str | nn.Module, registry: dict) -> str:
     return type(part).__name__
 
 
+def _check_classes(num_classes: int | None, net: str, prior: str) -> int | None:
+    """``num_classes`` of a conditional VAE (None: unconditional), or a one-line error."""
+    if not num_classes:
+        return None
+    if int(num_classes) < 2:
+        raise PyrovaeError(f"a conditional VAE needs at least 2 classes, got {num_classes}")
+    if net != "mlp":
+        raise PyrovaeError(
+            "a conditional VAE gives the label to mlp networks; use net 'mlp' (--net mlp)"
+        )
+    if prior == "vamp":
+        raise PyrovaeError(
+            "the vamp prior's pseudo-inputs carry no label, so it does not apply to a "
+            "conditional VAE; pick another prior"
+        )
+    return int(num_classes)
+
+
 class VAE(nn.Module):
     """A variational autoencoder written as a Pyro model and guide.
 
@@ -83,6 +105,13 @@ class VAE(nn.Module):
     init
         How the networks' weights start (a key of ``nets.INITS``: ``"default"`` or
         ``"orthogonal"``).
+    num_classes
+        Make the VAE conditional on a class label y in ``0 .. num_classes - 1``:
+        p(x | z, y) p(z) and q(z | x, y), the label given to both networks as a one-hot
+        vector appended to their input (Sohn et al., 2015). The programs then take the
+        labels: ``model(x, y)``, ``guide(x, y)``; train on ``(x, y)`` tuples or
+        ``{"x": x, "y": y}``. The networks must be ``"mlp"``; the VampPrior, whose
+        pseudo-inputs carry no label, does not apply.
     name
         Prefix under which the parameters are registered in Pyro's parameter store;
         unique per instance by default, so two VAEs in one process never share
@@ -111,6 +140,7 @@ class VAE(nn.Module):
         guide_kwargs: dict[str, Any] | None = None,
         name: str | None = None,
         init: str = "default",
+        num_classes: int | None = None,
     ) -> None:
         super().__init__()
         if x_dim < 1 or z_dim < 1 or any(h < 1 for h in hidden):
@@ -126,9 +156,11 @@ class VAE(nn.Module):
             likelihood, LIKELIHOODS, "likelihood", x_dim, **(likelihood_kwargs or {})
         )
         self.posterior = _build(guide, GUIDES, "guide", z_dim, **(guide_kwargs or {}))
+        self.num_classes = _check_classes(num_classes, net, _name_of(prior, PRIORS))
+        labels = self.num_classes or 0
         self.encoder, self.decoder = lookup(NETS, net, "net")(
-            x_dim,
-            z_dim,
+            x_dim + labels,
+            z_dim + labels,
             self.posterior.param_dim,
             self.likelihood.param_dim,
             hidden=tuple(hidden),
@@ -158,20 +190,26 @@ class VAE(nn.Module):
         }
         if init != "default":  # runs written before this option keep their config
             self.config["init"] = init
+        if self.num_classes:
+            self.config["num_classes"] = self.num_classes
 
     # ----------------------------------------------------------------- Pyro programs
     def model(
         self,
         x: torch.Tensor | None = None,
+        y: torch.Tensor | None = None,
         num_samples: int | None = None,
         mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The generative model p(x, z) = p(z) p(x|z).
+        """The generative model p(x, z) = p(z) p(x|z) (p(z) p(x|z, y) when conditional).
 
         Parameters
         ----------
         x
             Observations of shape ``(batch, x_dim)``; ``None`` to generate.
+        y
+            Class labels, shape ``(batch,)``: only for a conditional VAE
+            (``num_classes``), where they are required.
         num_samples
             How many datapoints to generate when ``x`` is ``None``.
         mask
@@ -185,21 +223,22 @@ class VAE(nn.Module):
             ``x`` (observed or sampled).
         """
         self._register()
-        size = x.shape[0] if x is not None else num_samples
+        size = next((t.shape[0] for t in (x, y) if t is not None), num_samples)
         if size is None:
             raise PyrovaeError("model() needs data x or num_samples to generate")
         with pyro.plate("data", size):
             z = pyro.sample("z", self.prior())
-            px = self.decode(z)
+            px = self.decode(z, y)
             return pyro.sample("x", px if mask is None else ObservedEntries(px, mask), obs=x)
 
     def guide(
         self,
         x: torch.Tensor,
+        y: torch.Tensor | None = None,
         num_samples: int | None = None,
         mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The approximate posterior q(z|x) given by the encoder.
+        """The approximate posterior q(z|x) given by the encoder (q(z|x, y): conditional).
 
         ``num_samples`` is accepted (and ignored) so that model and guide share a
         signature, as Pyro's inference algorithms call both with the same arguments.
@@ -207,7 +246,7 @@ class VAE(nn.Module):
         """
         self._register()
         with pyro.plate("data", x.shape[0]):
-            return pyro.sample("z", self.encode(x))
+            return pyro.sample("z", self.encode(x, y))
 
     def _register(self) -> None:
         """Register every parameter with Pyro, as ``pyro.module(self.name, self)`` does.
@@ -233,41 +272,67 @@ class VAE(nn.Module):
         return super()._apply(fn, *args, **kwargs)
 
     # ------------------------------------------------------------------ conveniences
-    def encode(self, x: torch.Tensor) -> dist.Distribution:
-        """q(z|x) as a distribution with batch shape ``x.shape[:-1]``.
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dist.Distribution:
+        """q(z|x) (q(z|x, y) when conditional) with batch shape ``x.shape[:-1]``.
 
         The encoder's output is cast back to the dtype of ``x``: under mixed precision
         (``torch.autocast``) the network runs in half precision, the density in full.
         """
-        return self.posterior(self.encoder(x).to(x.dtype))
+        return self.posterior(self.encoder(self._labelled(x, y)).to(x.dtype))
+
+    def _labelled(self, t: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """``t`` with the one-hot label appended (conditional VAE); ``t`` itself otherwise."""
+        if self.num_classes is None:
+            if y is not None:
+                raise PyrovaeError(
+                    "this VAE is not conditional, so it takes no labels y: give it x "
+                    "alone, or build VAE(num_classes=K) to condition on them"
+                )
+            return t
+        if y is None:
+            raise PyrovaeError(
+                f"this VAE is conditional on {self.num_classes} classes: pass the labels y "
+                "with x (data as (x, y) or {'x': x, 'y': y})"
+            )
+        onehot = F.one_hot(y.long(), self.num_classes).to(t.dtype)
+        return torch.cat([t, onehot.expand(*t.shape[:-1], self.num_classes)], -1)
 
     def _gaussian_posterior(self, x: torch.Tensor) -> dist.Distribution:
         """The Gaussian part of q(z|x) (see ``GuideFamily.gaussian``), for the prior."""
         return self.posterior.gaussian(self.encoder(x).to(x.dtype))
 
-    def decode(self, z: torch.Tensor) -> dist.Distribution:
-        """p(x|z) as a distribution with batch shape ``z.shape[:-1]``, in z's dtype."""
-        return self.likelihood(self.decoder(z).to(z.dtype))
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> dist.Distribution:
+        """p(x|z) (p(x|z, y) when conditional), batch shape ``z.shape[:-1]``, z's dtype."""
+        return self.likelihood(self.decoder(self._labelled(z, y)).to(z.dtype))
 
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+    def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Mean of p(x|z) at the posterior mean of z (falls back to a draw of z)."""
-        q = self.encode(x)
+        q = self.encode(x, y)
         try:
             z = q.mean
         except NotImplementedError:
             z = q.sample()
-        return self.decode(z).mean
+        return self.decode(z, y).mean
 
     @torch.no_grad()
-    def sample(self, num_samples: int, mean: bool = True) -> torch.Tensor:
+    def sample(
+        self, num_samples: int, mean: bool = True, y: torch.Tensor | int | None = None
+    ) -> torch.Tensor:
         """Draw ``num_samples`` observations: z from the prior, then p(x|z).
 
         With ``mean=True`` the mean of p(x|z) is returned (smooth images), otherwise a
-        draw from it.
+        draw from it. A conditional VAE draws class ``y`` (an int, or one label per
+        sample); by default the classes in turn, 0, 1, ..., so that every class shows.
         """
         z = self.prior().sample((num_samples,))
-        px = self.decode(z)
+        if self.num_classes is not None:
+            if y is None:
+                y = torch.arange(num_samples, device=z.device) % self.num_classes
+            y = torch.as_tensor(y, device=z.device).long().expand(num_samples)
+            if bool((y < 0).any()) or bool((y >= self.num_classes).any()):
+                raise PyrovaeError(f"labels must lie in 0..{self.num_classes - 1}")
+        px = self.decode(z, y)
         return px.mean if mean else px.sample()
 
     def check_data(self, x: torch.Tensor) -> None:

@@ -9,6 +9,16 @@ import pytest
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 TINY = {
+    "conditional_samples.py": [
+        "--epochs",
+        "1",
+        "--per-class",
+        "2",
+        "--limit",
+        "300",
+        "--z-dim",
+        "4",
+    ],
     "impute_cli.py": ["--masks", "1", "--epochs", "2", "--num-samples", "20", "--limit", "120"],
     "train_vs_pytorch.py": ["--epochs", "1", "--limit", "256", "--eval-samples", "2"],
     "precision_nll.py": [
@@ -57,6 +67,7 @@ EXPECTED = {
     "train_vs_pytorch.py": "time ratio",
     "speed.py": "plain PyTorch float32, fused Adam",
     "precision_nll.py": "bfloat16 - float32 NLL",
+    "conditional_samples.py": "labelled as requested:",
     "marginal_vs_pytorch.py": "time ratio pyrovae / plain PyTorch",
     "compare_configs.py": "| standard |",
     "pyro_examples.py": "pyrovae log p against Pyro's Importance",

@@ -1,4 +1,5 @@
 import json
+import math
 import subprocess
 import sys
 
@@ -488,3 +489,37 @@ def test_sample_writes_the_images_themselves_as_npy(run_dir, tmp_path, capsys):
     capsys.readouterr()
     assert main(["sample", str(run_dir), "--out", str(tmp_path / "s.jpg")]) == 1
     assert "must end in .png (a grid) or .npy (the samples)" in capsys.readouterr().err
+
+
+def test_a_conditional_run_trains_evaluates_samples_resumes_and_reports(tmp_path, capsys):
+    run = tmp_path / "cond"
+    small = ["--z-dim", "4", "--hidden", "16", "--no-progress", "--seed", "1"]
+    assert main(["train", "--conditional", "--epochs", "1", "--out", str(run), *small]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["data"]["labels"] == "condition" and config["model"]["num_classes"] == 10
+    assert main(["evaluate", str(run), "--num-samples", "3"]) == 0
+    assert "NLL | y" in capsys.readouterr().out
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["conditional_on"] == "y" and math.isfinite(metrics["test_nll"])
+    out = tmp_path / "threes.npy"
+    assert main(["sample", str(run), "--label", "3", "--n", "4", "--out", str(out)]) == 0
+    assert np.load(out).shape == (4, 1, 28, 28)
+    assert main(["encode", str(run), "--out", str(tmp_path / "z.npy")]) == 0
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 0
+    assert json.loads((run / "history.json").read_text())["epoch"] == [1, 2]
+    page = (run / "report.html").read_text()
+    assert "one class per column" in page
+    capsys.readouterr()
+    assert main(["sample", str(run), "--label", "10", "--out", str(out)]) == 1
+    assert "conditional on classes 0..9" in capsys.readouterr().err
+    assert main(["interpolate", str(run), "--out", str(tmp_path / "i.png")]) == 1
+
+
+def test_conditional_needs_labels_and_label_needs_a_conditional_run(
+    tmp_path, tiny_npz, run_dir, capsys
+):
+    out = tmp_path / "x"
+    assert main(["train", "--conditional", "--dataset", str(tiny_npz), "--out", str(out)]) == 1
+    assert "no labels to condition on" in capsys.readouterr().err and not out.exists()
+    assert main(["sample", str(run_dir), "--label", "1", "--out", str(tmp_path / "s.png")]) == 1
+    assert "--label applies to a conditional run" in capsys.readouterr().err

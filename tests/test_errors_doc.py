@@ -104,6 +104,16 @@ ROWS = [
     ("CUDA where there is none", "pyrovae train --device cuda", None),
     ("negative epochs", "pyrovae train --epochs -1", None),
     ("zero batch size", "pyrovae train --batch-size 0", None),
+    (
+        "--conditional on data without labels",
+        "pyrovae train --conditional --dataset tiny.npy",
+        None,
+    ),
+    (
+        "--label on a run that is not conditional",
+        "pyrovae sample run --label 3 --out s.png",
+        "run",
+    ),
     ("K < 1", "pyrovae evaluate run --num-samples 0", "run"),
     ("missing run folder", "pyrovae evaluate nowhere", None),
     (

@@ -120,3 +120,60 @@ def test_orthogonal_initial_weights():
     weight = next(m for m in vae.encoder.modules() if isinstance(m, torch.nn.Linear)).weight
     assert torch.allclose(weight @ weight.T, torch.eye(16), atol=1e-5)
     assert vae.config["init"] == "orthogonal" and "init" not in VAE(x_dim=16).config
+
+
+# ------------------------------------------------------------------ conditional VAE
+def test_a_conditional_vae_gives_the_label_to_both_networks():
+    vae = VAE(z_dim=3, hidden=(8,), num_classes=4)
+    assert vae.config["num_classes"] == 4
+    x, y = torch.bernoulli(torch.full((5, 784), 0.3)), torch.tensor([0, 1, 2, 3, 0])
+    trace = poutine.trace(vae.guide).get_trace(x, y)
+    model_trace = poutine.trace(poutine.replay(vae.model, trace=trace)).get_trace(x, y)
+    assert model_trace.nodes["x"]["fn"].batch_shape == (5,)
+    z = torch.zeros(5, 3)
+    logits = [vae.decode(z, torch.full((5,), k)).base_dist.logits for k in range(2)]
+    assert not torch.allclose(logits[0], logits[1])  # the label changes p(x | z, y)
+    q = [vae.encode(x, torch.full((5,), k)).base_dist.loc for k in range(2)]
+    assert not torch.allclose(q[0], q[1])  # and q(z | x, y)
+    # with particles in front, the labels broadcast
+    assert vae.decode(torch.zeros(7, 5, 3), y).batch_shape == (7, 5)
+
+
+def test_conditional_and_unconditional_vaes_refuse_the_wrong_labels():
+    with pytest.raises(PyrovaeError, match="not conditional, so it takes no labels y"):
+        VAE(z_dim=2, hidden=(4,)).model(torch.zeros(2, 784), torch.zeros(2))
+    with pytest.raises(PyrovaeError, match="conditional on 3 classes: pass the labels y"):
+        VAE(z_dim=2, hidden=(4,), num_classes=3).guide(torch.zeros(2, 784))
+    with pytest.raises(PyrovaeError, match="mlp networks"):
+        VAE(z_dim=2, hidden=(4,), num_classes=3, net="conv", image_shape=(1, 28, 28))
+    with pytest.raises(PyrovaeError, match="vamp prior's pseudo-inputs carry no label"):
+        VAE(z_dim=2, hidden=(4,), num_classes=3, prior="vamp")
+    with pytest.raises(PyrovaeError, match="at least 2 classes"):
+        VAE(z_dim=2, hidden=(4,), num_classes=1)
+    with pytest.raises(PyrovaeError, match=r"labels must lie in 0..2"):
+        VAE(z_dim=2, hidden=(4,), num_classes=3).sample(2, y=3)
+
+
+def test_conditional_samples_take_the_classes_in_turn_or_the_one_asked_for():
+    vae = VAE(z_dim=2, hidden=(4,), num_classes=3)
+    torch.manual_seed(0)
+    cycled = vae.sample(6)
+    torch.manual_seed(0)
+    asked = vae.sample(6, y=torch.tensor([0, 1, 2, 0, 1, 2]))
+    assert torch.equal(cycled, asked)
+    torch.manual_seed(0)
+    ones = vae.sample(6, y=1)
+    assert torch.equal(ones[1], cycled[1]) and not torch.equal(ones[0], cycled[0])
+
+
+def test_a_conditional_vae_trains_on_tuples_and_dicts_and_scores_log_p_x_given_y(sample):
+    x, y = sample.train[:256], sample.train_labels[:256]
+    for data in ((x, y), {"x": x, "y": y}):
+        pyro.clear_param_store()
+        vae = VAE(z_dim=4, hidden=(32,), num_classes=10)
+        history = pyrovae.fit(vae, data, epochs=2, batch_size=64, progress=False)
+        assert history["train_elbo"][-1] > history["train_elbo"][0]
+    est = pyrovae.log_marginal_likelihood(
+        vae.model, vae.guide, {"x": x[:20], "y": y[:20]}, num_samples=10
+    )
+    assert est.per_datapoint.shape == (20,) and bool(torch.isfinite(est.per_datapoint).all())

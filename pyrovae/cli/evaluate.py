@@ -103,12 +103,17 @@ def _evaluate(args: argparse.Namespace) -> None:
         "processes": size,
         "units": "nats per datapoint; test_elbo and test_nll are -ELBO and -log p(x), positive",
     }
+    conditional = isinstance(x, dict) and "y" in x
+    if conditional:  # a conditional VAE: everything is given the labels
+        metrics["units"] = metrics["units"].replace("log p(x)", "log p(x | y)")
+        metrics["conditional_on"] = "y"
     out = print if rank == 0 else lambda *a, **k: None  # rank 0 speaks for all
     processes = f", {size} processes" if size > 1 else ""
     out(f"{source}, binarisation {config['data']['binarize']}, seed {args.seed}{processes}")
     out(f"held-out ELBO      {-metrics['test_elbo']:10.2f} nats")
+    given = " | y" if conditional else ""
     out(
-        f"NLL (IS, K={args.num_samples})  {metrics['test_nll']:8.2f} +- "
+        f"NLL{given} (IS, K={args.num_samples})  {metrics['test_nll']:8.2f} +- "
         f"{metrics['test_nll_stderr']:.2f} nats   ({metrics['test_nll_bits_per_dim']:.4f} "
         f"bits/dim)   [{seconds:.1f} s]"
     )

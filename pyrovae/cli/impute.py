@@ -128,6 +128,11 @@ def _impute(args: argparse.Namespace) -> None:
         raise PyrovaeError("--multiple is for a --dataset with missing entries (NaN, empty cells)")
     args.mask = args.mask or "bottom-half"
     vae, _, data, x = _load_run(args)
+    if getattr(vae, "num_classes", None):
+        raise PyrovaeError(
+            "impute fills pixels through an unconditional VAE; this run is conditional "
+            "(--conditional), which impute does not support yet"
+        )
     if args.mask in MASKS:
         if vae.image_shape is None:
             raise PyrovaeError(f"--mask {args.mask} needs image data; pass a .npy mask")

@@ -117,6 +117,15 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
             help=f"extra argument for the {part}, repeatable "
             f"(e.g. --{part}-arg {_EXAMPLE_ARGS[part]})",
         )
+    model.add_argument(
+        "--conditional",
+        action="store_const",
+        const=True,
+        default=None,
+        help="a conditional VAE: p(x | z, y) and q(z | x, y) on the dataset's class labels y "
+        "(mlp networks); then pyrovae sample --label K draws class K and evaluate reports "
+        "log p(x | y)",
+    )
     model.add_argument("--activation", **_choice(ACTIVATIONS), help="(default relu)")
     model.add_argument(
         "--init", **_choice(INITS), help="initial weights of the networks (default: torch's)"
@@ -253,6 +262,7 @@ VAE_FLAGS: dict[str, Any] = {
     "net": "mlp",
     "activation": "relu",
     "init": "default",
+    "conditional": False,
     "prior_arg": [],
     "likelihood_arg": [],
     "guide_arg": [],
@@ -326,6 +336,7 @@ def _config_from_args(args: argparse.Namespace) -> dict[str, Any]:
             "binarize": args.binarize,
             "standardize": args.standardize,
             "test_fraction": args.test_fraction,
+            **({"labels": "condition"} if args.conditional else {}),
         },
         "train": {
             "epochs": 20 if args.epochs is None else args.epochs,
@@ -347,7 +358,7 @@ def _config_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def _build_vae(config: dict[str, Any]):
     """Data and VAE of a run config; fills in what it derives."""
-    from pyrovae.datasets import load_dataset
+    from pyrovae.datasets import load_dataset, num_classes
     from pyrovae.tables import standardize_dataset
     from pyrovae.vae import VAE
 
@@ -361,6 +372,8 @@ def _build_vae(config: dict[str, Any]):
     )
     data = standardize_dataset(data, data_cfg)
     model_cfg = dict(config["model"], x_dim=data.x_dim, image_shape=data.image_shape)
+    if data_cfg.get("labels") == "condition":
+        model_cfg["num_classes"] = num_classes(data)
     try:
         vae = VAE(**model_cfg)
     except TypeError as err:  # an argument a part does not take
@@ -448,6 +461,7 @@ def _train(args: argparse.Namespace) -> None:
 def _train_run(args: argparse.Namespace, locks: contextlib.ExitStack) -> None:
     from pyrovae.checkpoint import CHECKPOINT, CONFIG, HISTORY, read_json, save_checkpoint
     from pyrovae.checkpoint import write_json as write
+    from pyrovae.datasets import with_labels
     from pyrovae.runlock import RunLock, check_free
     from pyrovae.training import TrainState, fit, resolve_device
     from pyrovae.usermodel import store_params
@@ -514,10 +528,11 @@ def _train_run(args: argparse.Namespace, locks: contextlib.ExitStack) -> None:
         if log_scalars is not None and state.end_of_epoch:
             log_scalars(state.history)
 
+    use = config["data"].get("labels")  # the labels as the programs' input, if at all
     try:
         history = fit(
             vae,
-            data.train,
+            with_labels(data.train, getattr(data, "train_labels", None), use),
             epochs=train_cfg["epochs"],
             batch_size=train_cfg["batch_size"],
             lr=train_cfg["lr"],
@@ -526,7 +541,7 @@ def _train_run(args: argparse.Namespace, locks: contextlib.ExitStack) -> None:
             device=args.device,
             seed=train_cfg["seed"],
             progress=not args.no_progress,
-            validation=data.test,
+            validation=with_labels(data.test, getattr(data, "test_labels", None), use),
             callback=save,
             beta=train_cfg["beta"],
             kl_warmup=train_cfg["kl_warmup"],
@@ -593,8 +608,9 @@ def _figures(vae, data, out: Path, seed: int, binarization) -> None:
         return
     vae.eval()
     x = binarization.heldout(data.test[:16], seed)
+    y = data.test_labels[:16] if getattr(vae, "num_classes", None) else None
     for name, fig in (
-        ("reconstructions.png", plots.reconstructions(vae, x)),
+        ("reconstructions.png", plots.reconstructions(vae, x, y)),
         ("samples.png", plots.prior_samples(vae, 64, seed=seed)),
     ):
         fig.savefig(out / name, dpi=100)

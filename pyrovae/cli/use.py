@@ -29,6 +29,14 @@ def _add_sample(p: argparse.ArgumentParser) -> None:
         "and (n, columns) for tables",
     )
     p.add_argument("--seed", type=int, default=0, help="default 0")
+    p.add_argument(
+        "--label",
+        type=int,
+        default=None,
+        metavar="K",
+        help="a conditional run (--conditional): draw class K only (default: the classes "
+        "in turn, one per column of the grid)",
+    )
 
 
 def _sample(args: argparse.Namespace) -> None:
@@ -41,10 +49,17 @@ def _sample(args: argparse.Namespace) -> None:
         raise PyrovaeError(f"--out {args.out} must end in .png (a grid) or .npy (the samples)")
     vae = load(args.run_dir, device=resolve_device(args.device))
     _need_vae(vae, args)
+    classes = vae.num_classes
+    if args.label is not None and not (classes and 0 <= args.label < classes):
+        raise PyrovaeError(
+            f"--label {args.label}: this run's VAE is conditional on classes 0..{classes - 1}"
+            if classes
+            else f"--label applies to a conditional run (--conditional); {args.run_dir} is not"
+        )
     if Path(args.out).suffix.lower() == ".png":
-        _save_png(plots.prior_samples(vae, args.n, seed=args.seed), args.out)
+        _save_png(plots.prior_samples(vae, args.n, seed=args.seed, y=args.label), args.out)
         return
-    samples = plots.seeded_samples(vae, args.n, args.seed).cpu()
+    samples = plots.seeded_samples(vae, args.n, args.seed, y=args.label).cpu()
     stats = read_json(Path(args.run_dir) / CONFIG)["data"].get("standardizer")
     if stats:  # back to the units of the table the run was trained on
         samples = Standardizer.from_config(stats).inverse(samples)
@@ -73,6 +88,11 @@ def _interpolate(args: argparse.Namespace) -> None:
     from pyrovae import plots
 
     vae, _, _, x = _load_run(args)
+    if getattr(vae, "num_classes", None):
+        raise PyrovaeError(
+            "interpolate walks between two inputs in z, but a conditional VAE decodes z with "
+            "a label too, and the two inputs' labels differ; sample --label K instead"
+        )
     pairs = [(2 * i, 2 * i + 1) for i in range(args.pairs)]
     _save_png(plots.interpolation(vae, x[: 2 * args.pairs], pairs, args.steps), args.out)
 
@@ -93,10 +113,14 @@ def _encode(args: argparse.Namespace) -> None:
     from pyrovae.datasets import get_binarization
 
     vae, config, data, x = _load_run(args)
+    y = None
+    if isinstance(x, dict):  # a conditional VAE's q(z | x, y)
+        x, y = x["x"], x["y"]
     if args.split == "train":
         binarization = get_binarization(config["data"]["binarize"])
         x = binarization.heldout(data.train, config["train"]["seed"]).to(x.device)
-    _save_array(latent_means(vae, x).cpu().numpy(), args.out)
+        y = data.train_labels.to(x.device) if y is not None else None
+    _save_array(latent_means(vae, x, y=y).cpu().numpy(), args.out)
 
 
 def _add_score(p: argparse.ArgumentParser) -> None:
