@@ -136,6 +136,11 @@ def impute(
     """
     if missing.shape != x.shape or missing.dtype != torch.bool:
         raise PyrovaeError("missing must be a boolean mask with the shape of x")
+    if len(getattr(vae, "z_dims", ())) > 1:
+        raise PyrovaeError(
+            "impute weighs z by p(z) q(z|x) of a one-layer VAE; this VAE is hierarchical "
+            "(several z sizes), which impute does not support yet"
+        )
     out = []
     for sl in chunks(x.shape[0], batch_size):
         xb, mb = x[sl], missing[sl]

@@ -13,8 +13,16 @@ bfloat16, while every density and the loss stay in float32:
 
 ``"auto"`` picks bfloat16 where the hardware multiplies bfloat16 natively (a CUDA GPU
 of compute capability 8.0 or newer; a CPU with ``avx512_bf16`` or AMX, or an ARM CPU
-with the BF16 extension) and float32 elsewhere, where emulated bfloat16 is slower than
-float32. Evaluation (log p(x), validation) always runs in float32.
+with the BF16 extension) *and* the programs say they are safe in it, float32 otherwise.
+A program is safe when it builds its distributions from float32 values: the object
+whose ``model`` and ``guide`` are trained has ``mixed_precision_safe = True``, as
+:class:`~pyrovae.VAE` has (it casts its networks' outputs back to float32). A user's own
+program builds its distributions inside its own code, before :class:`FullPrecisionSites`
+sees them, and Pyro's argument checks there can fail on half-precision values (a
+softmax computed in bfloat16 does not sum to 1 within 1e-6), so ``"auto"`` keeps it in
+float32; ask for ``"bfloat16"`` explicitly, or set the attribute, once it casts its
+networks' outputs with ``.float()``. Emulated bfloat16 is slower than float32, hence
+float32 on other hardware. Evaluation (log p(x), validation) always runs in float32.
 """
 
 from __future__ import annotations
@@ -65,15 +73,24 @@ def native_bfloat16(device: torch.device) -> bool:
     return False
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``"float32"`` or ``"bfloat16"``: ``precision`` with ``"auto"`` decided for ``device``."""
+def resolve_precision(precision: str, device: torch.device, safe: bool = True) -> str:
+    """``"float32"`` or ``"bfloat16"``: ``precision`` with ``"auto"`` decided.
+
+    ``"auto"`` is bfloat16 when ``device`` multiplies it natively and the programs are
+    ``safe`` in it (see the module docstring), float32 otherwise.
+    """
     if precision not in PRECISIONS:
         raise PyrovaeError(
             f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}"
         )
     if precision == "auto":
-        return "bfloat16" if native_bfloat16(device) else "float32"
+        return "bfloat16" if safe and native_bfloat16(device) else "float32"
     return precision
+
+
+def mixed_precision_safe(program: Any) -> bool:
+    """Whether the object trained declares its programs safe under bfloat16 autocast."""
+    return bool(getattr(program, "mixed_precision_safe", False))
 
 
 def _to_float32(fn: Distribution) -> Distribution:

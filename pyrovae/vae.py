@@ -8,6 +8,13 @@ Reading guide::
 A conditional VAE (``num_classes``) is the same program with the label y appended, one-hot,
 to each network's input: ``decoder([z, y])``, ``encoder([x, y])``.
 
+A hierarchical VAE (``z_dim=(d_1, ..., d_L)``, Burda et al. 2016) has L stochastic layers,
+z_1 next to x; the sites are named ``z1 .. zL`` and the programs loop over the layers::
+
+    model(x):  with plate("data"):  zL ~ prior();  z_l ~ down_l(z_{l+1}) for l = L-1..1;
+                                    x ~ likelihood(decoder(z1))            [observed]
+    guide(x):  with plate("data"):  z1 ~ posterior(encoder(x));  z_{l+1} ~ up_l(z_l)
+
 Everything that varies between VAEs lives in one of four swappable parts, each picked by
 name from its registry or passed as a module: the prior (``priors.PRIORS``), the
 likelihood (``likelihoods.LIKELIHOODS``), the approximate posterior family
@@ -18,6 +25,7 @@ guide themselves never look at which parts they hold.
 from __future__ import annotations
 
 import itertools
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +38,7 @@ from torch import nn
 
 from pyrovae.errors import PyrovaeError
 from pyrovae.guides import GUIDES, GuideFamily
+from pyrovae.layers import GaussianLayer
 from pyrovae.likelihoods import LIKELIHOODS, Likelihood
 from pyrovae.missing import ObservedEntries
 from pyrovae.nets import INITS, NETS
@@ -75,6 +84,24 @@ def _check_classes(num_classes: int | None, net: str, prior: str) -> int | None:
     return int(num_classes)
 
 
+def _layer_sizes(z_dim: int | Sequence[int]) -> tuple[int, ...]:
+    """The sizes of the stochastic layers, bottom (z_1) first; an int is one layer."""
+    try:
+        sizes = (
+            (operator.index(z_dim),)
+            if not isinstance(z_dim, Sequence)
+            else tuple(operator.index(d) for d in z_dim)
+        )
+    except TypeError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise PyrovaeError(
+            "z_dim must be positive: a size, or a list of sizes (one per stochastic "
+            f"layer, z_1 first); got {z_dim!r}"
+        )
+    return sizes
+
+
 class VAE(nn.Module):
     """A variational autoencoder written as a Pyro model and guide.
 
@@ -83,9 +110,13 @@ class VAE(nn.Module):
     x_dim
         Size of one flattened observation (784 for 28x28 images).
     z_dim
-        Size of the latent vector z.
+        Size of the latent vector z; or a sequence ``(d_1, ..., d_L)`` of sizes, one per
+        stochastic layer, z_1 (next to x) first, for a hierarchical VAE (see Notes). A
+        one-element sequence is the same as its int.
     hidden
-        Hidden layer sizes of the encoder; the decoder uses them reversed.
+        Hidden layer sizes of the encoder; the decoder uses them reversed. In a
+        hierarchical VAE every network between two stochastic layers has one hidden
+        layer of size ``hidden[-1]``.
     prior
         A key of ``PRIORS`` or a :class:`~pyrovae.priors.Prior` module.
     likelihood
@@ -122,7 +153,32 @@ class VAE(nn.Module):
     ``model`` and ``guide`` follow the package-wide convention: every per-datapoint
     site lies under ``pyro.plate("data", batch_size)``. That is all that
     :func:`pyrovae.fit` and :func:`pyrovae.log_marginal_likelihood` rely on.
+
+    **Hierarchical VAE** (Burda et al., 2016). With ``z_dim=(d_1, ..., d_L)`` and L > 1
+    the model and guide are
+
+    ::
+
+        p(x, z_1..z_L) = p(z_L) * prod_{l=1}^{L-1} p(z_l | z_{l+1}) * p(x | z_1)
+        p(z_l | z_{l+1}) = N(z_l; mu_l(z_{l+1}), diag sigma_l(z_{l+1})^2)        (down[l-1])
+
+        q(z_1..z_L | x) = q(z_1 | x) * prod_{l=1}^{L-1} q(z_{l+1} | z_l)
+        q(z_{l+1} | z_l) = N(z_{l+1}; m_l(z_l), diag s_l(z_l)^2)                 (up[l-1])
+
+    where p(z_L) is the chosen prior over d_L units, p(x | z_1) the likelihood of the
+    decoder's output, q(z_1 | x) the chosen guide family over d_1 units from the encoder,
+    and each mean/scale pair is a :class:`~pyrovae.layers.GaussianLayer` (an MLP with one
+    hidden layer of ``hidden[-1]`` units; softplus scales): ``down[l-1]`` in the model,
+    ``up[l-1]`` in the guide (bottom-up inference). The sites are ``"z1" .. "zL"``, all
+    under the data plate. ``z_dim`` is then the bottom layer's size d_1 (what
+    :meth:`encode` and :meth:`decode` work with, and the figures use) and ``z_dims`` all
+    of them; ``config["z_dim"]`` records the list. The VampPrior (its components live in
+    z_1's space, not z_L's) does not apply.
     """
+
+    #: Its networks' outputs are cast back to float32 before any distribution is built,
+    #: so ``precision="auto"`` may train it in bfloat16 (see :mod:`pyrovae.precision`).
+    mixed_precision_safe = True
 
     def __init__(
         self,
@@ -143,24 +199,34 @@ class VAE(nn.Module):
         num_classes: int | None = None,
     ) -> None:
         super().__init__()
-        if x_dim < 1 or z_dim < 1 or any(h < 1 for h in hidden):
+        z_dims = _layer_sizes(z_dim)
+        if x_dim < 1 or not hidden or any(h < 1 for h in hidden):
             raise PyrovaeError(
                 f"x_dim, z_dim and hidden sizes must be positive; got x_dim={x_dim}, "
                 f"z_dim={z_dim}, hidden={tuple(hidden)}"
             )
-        self.x_dim, self.z_dim = int(x_dim), int(z_dim)
+        if len(z_dims) > 1 and _name_of(prior, PRIORS) == "vamp":
+            raise PyrovaeError(
+                "the vamp prior mixes q(z_1 | u) at pseudo-inputs, which does not apply to "
+                "the top layer of a hierarchical VAE (--z-dim with several sizes); pick "
+                "another prior"
+            )
+        # z_dim: the bottom layer's size (what encode/decode and the figures use).
+        self.x_dim, self.z_dim, self.z_dims = int(x_dim), z_dims[0], z_dims
+        #: The latent sites, bottom first: "z" for one layer, "z1", "z2", ... for several.
+        self.sites = ("z",) if len(z_dims) == 1 else tuple(f"z{i + 1}" for i in range(len(z_dims)))
         self.image_shape = tuple(image_shape) if image_shape is not None else None
         self.name = name if name is not None else f"vae{next(_instance_ids)}"
-        self.prior = _build(prior, PRIORS, "prior", z_dim, **(prior_kwargs or {}))
+        self.prior = _build(prior, PRIORS, "prior", z_dims[-1], **(prior_kwargs or {}))
         self.likelihood = _build(
             likelihood, LIKELIHOODS, "likelihood", x_dim, **(likelihood_kwargs or {})
         )
-        self.posterior = _build(guide, GUIDES, "guide", z_dim, **(guide_kwargs or {}))
+        self.posterior = _build(guide, GUIDES, "guide", z_dims[0], **(guide_kwargs or {}))
         self.num_classes = _check_classes(num_classes, net, _name_of(prior, PRIORS))
         labels = self.num_classes or 0
         self.encoder, self.decoder = lookup(NETS, net, "net")(
             x_dim + labels,
-            z_dim + labels,
+            z_dims[0] + labels,
             self.posterior.param_dim,
             self.likelihood.param_dim,
             hidden=tuple(hidden),
@@ -168,15 +234,21 @@ class VAE(nn.Module):
             image_shape=self.image_shape,
         )
         init_weights = lookup(INITS, init, "init")
-        init_weights(self.encoder)
-        init_weights(self.decoder)
+        # Between stochastic layers l and l+1 (empty for one layer: no new parameters):
+        # down[l] gives p(z_l | z_{l+1}), up[l] gives q(z_{l+1} | z_l).
+        width = int(hidden[-1])
+        pairs = list(zip(z_dims[:-1], z_dims[1:], strict=True))
+        self.down = nn.ModuleList(GaussianLayer(hi, lo, width, activation) for lo, hi in pairs)
+        self.up = nn.ModuleList(GaussianLayer(lo, hi, width, activation) for lo, hi in pairs)
+        for module in (self.encoder, self.decoder, self.down, self.up):
+            init_weights(module)
         self.prior.attach(self._gaussian_posterior, self.x_dim)
         self._pyro_params: list[tuple[str, nn.Parameter]] | None = None
         # What it takes to rebuild this VAE (see pyrovae.checkpoint). A part given as a
         # module is recorded by its registry name; add its class to the registry to reload.
         self.config = {
             "x_dim": self.x_dim,
-            "z_dim": self.z_dim,
+            "z_dim": self.z_dim if len(z_dims) == 1 else list(z_dims),
             "hidden": [int(h) for h in hidden],
             "prior": _name_of(prior, PRIORS),
             "likelihood": _name_of(likelihood, LIKELIHOODS),
@@ -203,6 +275,8 @@ class VAE(nn.Module):
     ) -> torch.Tensor:
         """The generative model p(x, z) = p(z) p(x|z) (p(z) p(x|z, y) when conditional).
 
+        Hierarchical: p(z_L) prod_l p(z_l | z_{l+1}) p(x | z_1), drawn from the top.
+
         Parameters
         ----------
         x
@@ -227,7 +301,9 @@ class VAE(nn.Module):
         if size is None:
             raise PyrovaeError("model() needs data x or num_samples to generate")
         with pyro.plate("data", size):
-            z = pyro.sample("z", self.prior())
+            z = pyro.sample(self.sites[-1], self.prior())
+            for site, layer in zip(self.sites[-2::-1], reversed(self.down), strict=True):
+                z = pyro.sample(site, layer(z))
             px = self.decode(z, y)
             return pyro.sample("x", px if mask is None else ObservedEntries(px, mask), obs=x)
 
@@ -240,13 +316,18 @@ class VAE(nn.Module):
     ) -> torch.Tensor:
         """The approximate posterior q(z|x) given by the encoder (q(z|x, y): conditional).
 
+        Hierarchical: q(z_1 | x) prod_l q(z_{l+1} | z_l), bottom-up; returns z_1.
+
         ``num_samples`` is accepted (and ignored) so that model and guide share a
         signature, as Pyro's inference algorithms call both with the same arguments.
         With missing entries the encoder sees ``x`` zero-filled.
         """
         self._register()
         with pyro.plate("data", x.shape[0]):
-            return pyro.sample("z", self.encode(x, y))
+            z1 = z = pyro.sample(self.sites[0], self.encode(x, y))
+            for site, layer in zip(self.sites[1:], self.up, strict=True):
+                z = pyro.sample(site, layer(z))
+            return z1
 
     def _register(self) -> None:
         """Register every parameter with Pyro, as ``pyro.module(self.name, self)`` does.
@@ -275,6 +356,8 @@ class VAE(nn.Module):
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dist.Distribution:
         """q(z|x) (q(z|x, y) when conditional) with batch shape ``x.shape[:-1]``.
 
+        In a hierarchical VAE, q(z_1 | x): the bottom layer's posterior.
+
         The encoder's output is cast back to the dtype of ``x``: under mixed precision
         (``torch.autocast``) the network runs in half precision, the density in full.
         """
@@ -302,7 +385,10 @@ class VAE(nn.Module):
         return self.posterior.gaussian(self.encoder(x).to(x.dtype))
 
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> dist.Distribution:
-        """p(x|z) (p(x|z, y) when conditional), batch shape ``z.shape[:-1]``, z's dtype."""
+        """p(x|z) (p(x|z, y) when conditional), batch shape ``z.shape[:-1]``, z's dtype.
+
+        In a hierarchical VAE ``z`` is z_1, the bottom layer.
+        """
         return self.likelihood(self.decoder(self._labelled(z, y)).to(z.dtype))
 
     @torch.no_grad()
@@ -324,8 +410,11 @@ class VAE(nn.Module):
         With ``mean=True`` the mean of p(x|z) is returned (smooth images), otherwise a
         draw from it. A conditional VAE draws class ``y`` (an int, or one label per
         sample); by default the classes in turn, 0, 1, ..., so that every class shows.
+        A hierarchical VAE draws the whole chain z_L, ..., z_1 from the top.
         """
         z = self.prior().sample((num_samples,))
+        for layer in reversed(self.down):
+            z = layer(z).sample()
         if self.num_classes is not None:
             if y is None:
                 y = torch.arange(num_samples, device=z.device) % self.num_classes

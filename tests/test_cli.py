@@ -523,3 +523,39 @@ def test_conditional_needs_labels_and_label_needs_a_conditional_run(
     assert "no labels to condition on" in capsys.readouterr().err and not out.exists()
     assert main(["sample", str(run_dir), "--label", "1", "--out", str(tmp_path / "s.png")]) == 1
     assert "--label applies to a conditional run" in capsys.readouterr().err
+
+
+def test_a_hierarchical_run_trains_evaluates_resumes_reports_and_samples(
+    tmp_path, tiny_npz, capsys
+):
+    run = tmp_path / "hvae"
+    args = ["train", "--dataset", str(tiny_npz), *TINY, "--z-dim", "6,3", "--out", str(run)]
+    assert main(args) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"]["z_dim"] == [6, 3]
+    assert main(["evaluate", str(run), "--num-samples", "3"]) == 0
+    assert "latent z2:" in capsys.readouterr().out
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics["active_units"]) == {"z1", "z2"} and math.isfinite(metrics["test_nll"])
+    assert metrics["latent_units"] == {"z1": 6, "z2": 3}
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 0
+    assert json.loads((run / "history.json").read_text())["epoch"] == [1, 2]
+    assert main(["report", str(run)]) == 0 and (run / "report.html").exists()
+    assert main(["sample", str(run), "--n", "4", "--out", str(tmp_path / "s.npy")]) == 0
+    assert np.load(tmp_path / "s.npy").shape == (4, 1, 28, 28)
+    assert main(["encode", str(run), "--out", str(tmp_path / "z.npy")]) == 0
+    assert np.load(tmp_path / "z.npy").shape == (60, 6)  # the means of q(z1 | x)
+    capsys.readouterr()
+    assert main(["impute", str(run), "--out", str(tmp_path / "f.npy")]) == 1
+    assert "hierarchical" in capsys.readouterr().err
+
+
+def test_one_z_size_keeps_the_config_an_int_and_vamp_is_refused_for_several(
+    tmp_path, tiny_npz, run_dir, capsys
+):
+    assert json.loads((run_dir / "config.json").read_text())["model"]["z_dim"] == 4
+    out = tmp_path / "v"
+    args = ["train", "--dataset", str(tiny_npz), *TINY, "--z-dim", "4,2", "--prior", "vamp"]
+    assert main([*args, "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "vamp prior" in err and err.count("\n") == 1 and not out.exists()

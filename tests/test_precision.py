@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pyro
 import pyro.distributions as dist
 import pytest
@@ -189,4 +190,52 @@ def test_cli_resumes_a_run_written_before_precision_existed(tmp_path, tiny_npz):
     config["train"]["amp"] = False
     (run / "config.json").write_text(json.dumps(config))
     assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 0
+    assert _config(run)["train"]["precision"] == "float32"
+
+
+def test_auto_trains_only_programs_that_say_they_are_safe_in_bfloat16(cpu_flags):
+    # Native bfloat16 here: a user's (model, guide) pair builds its distributions in its
+    # own code, so auto keeps it in float32; a VAE (or anything declaring itself safe)
+    # gets bfloat16.
+    cpu_flags("avx512_bf16")
+    net, _ = _train("auto")
+    assert torch.bfloat16 not in net.seen
+    assert P.resolve_precision("auto", CPU, safe=False) == "float32"
+    assert P.mixed_precision_safe(pyrovae.VAE(z_dim=2, hidden=(4,)))
+    assert not P.mixed_precision_safe((net.model, net.guide))
+
+    class Safe(HalfNet):
+        mixed_precision_safe = True
+
+    pyro.clear_param_store()
+    safe = Safe()
+    pyrovae.fit(safe, torch.randn(32, 6), epochs=1, batch_size=16, binarize="none", progress=False)
+    assert torch.bfloat16 in safe.seen
+
+
+def test_cli_auto_keeps_a_user_model_in_float32(tmp_path, cpu_flags):
+    cpu_flags("avx512_bf16")
+    model = tmp_path / "net.py"
+    model.write_text(
+        "import pyro, torch, pyro.distributions as dist\n"
+        "class Net(torch.nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__(); self.enc = torch.nn.Linear(784, 4)\n"
+        "    def model(self, x):\n"
+        "        pyro.module('net', self)\n"
+        "        with pyro.plate('d', x.shape[0]):\n"
+        "            z = pyro.sample('z', dist.Normal(torch.zeros(2), 1.).to_event(1))\n"
+        "            pyro.sample('x', dist.Bernoulli(logits=z.sum(-1, keepdim=True)"
+        ".expand(-1, 784)).to_event(1), obs=x)\n"
+        "    def guide(self, x):\n"
+        "        pyro.module('net', self)\n"
+        "        with pyro.plate('d', x.shape[0]):\n"
+        "            loc, s = self.enc(x).split(2, -1)\n"
+        "            pyro.sample('z', dist.Normal(loc, s.exp()).to_event(1))\n"
+    )
+    data = tmp_path / "arrays.npz"
+    np.savez(data, x=(np.random.default_rng(0).random((40, 784)) < 0.3).astype("float32"))
+    run = tmp_path / "run"
+    args = ["train", "--model", f"{model}:Net", "--dataset", str(data), "--epochs", "1"]
+    assert main([*args, "--out", str(run), "--no-progress"]) == 0
     assert _config(run)["train"]["precision"] == "float32"

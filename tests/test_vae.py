@@ -177,3 +177,92 @@ def test_a_conditional_vae_trains_on_tuples_and_dicts_and_scores_log_p_x_given_y
         vae.model, vae.guide, {"x": x[:20], "y": y[:20]}, num_samples=10
     )
     assert est.per_datapoint.shape == (20,) and bool(torch.isfinite(est.per_datapoint).all())
+
+
+# ------------------------------------------------- hierarchical VAE (Burda et al. 2016)
+def _diag_normal(loc, raw_scale):
+    return torch.distributions.Normal(loc, torch.nn.functional.softplus(raw_scale) + 1e-4)
+
+
+def test_a_two_layer_vae_scores_the_sum_of_its_layers_densities_written_by_hand():
+    vae = VAE(z_dim=(6, 3), hidden=(16,), prior="diagonal")
+    x = _binary(5)
+    guide_trace = poutine.trace(vae.guide).get_trace(x)
+    model_trace = poutine.trace(poutine.replay(vae.model, trace=guide_trace)).get_trace(x)
+    z1, z2 = guide_trace.nodes["z1"]["value"], guide_trace.nodes["z2"]["value"]
+    with torch.no_grad():
+        # p(z2) p(z1 | z2) p(x | z1)
+        log_p = _diag_normal(vae.prior.loc, vae.prior.raw_scale).log_prob(z2).sum(-1)
+        log_p += _diag_normal(*vae.down[0].net(z2).split(6, -1)).log_prob(z1).sum(-1)
+        log_p += torch.distributions.Bernoulli(logits=vae.decoder(z1)).log_prob(x).sum(-1)
+        # q(z1 | x) q(z2 | z1)
+        log_q = _diag_normal(*vae.encoder(x).split(6, -1)).log_prob(z1).sum(-1)
+        log_q += _diag_normal(*vae.up[0].net(z1).split(3, -1)).log_prob(z2).sum(-1)
+    for trace, by_hand in ((model_trace, log_p), (guide_trace, log_q)):
+        trace.compute_log_prob()
+        per_datapoint = sum(
+            site["log_prob"] for site in trace.nodes.values() if site["type"] == "sample"
+        )
+        assert torch.allclose(per_datapoint, by_hand, rtol=1e-6, atol=1e-5)
+    est = pyrovae.log_marginal_likelihood(vae.model, vae.guide, x, num_samples=4)
+    assert est.per_datapoint.shape == (5,) and bool(torch.isfinite(est.per_datapoint).all())
+
+
+@pytest.mark.parametrize("net", ["mlp", "conv"])
+def test_a_two_layer_vae_has_sites_z1_z2_under_the_data_plate(net):
+    vae = VAE(z_dim=[7, 3], hidden=(32, 16), net=net, image_shape=(1, 28, 28))
+    assert vae.z_dim == 7 and vae.z_dims == (7, 3) and vae.config["z_dim"] == [7, 3]
+    assert vae.down[0].net.net[0].out_features == 16  # one hidden layer of hidden[-1]
+    x = _binary(5)
+    guide_trace = poutine.trace(vae.guide).get_trace(x)
+    model_trace = poutine.trace(poutine.replay(vae.model, trace=guide_trace)).get_trace(x)
+    latent_g, latent_m = _sites(guide_trace), _sites(model_trace)
+    assert list(latent_g) == ["z1", "z2"] and list(latent_m) == ["z2", "z1"]
+    for name, size in (("z1", 7), ("z2", 3)):
+        assert latent_m[name]["value"].shape == (5, size)
+        for trace in (guide_trace, model_trace):
+            assert [f.name for f in trace.nodes[name]["cond_indep_stack"]] == ["data"]
+    assert vae.encode(x).event_shape == (7,) and vae.decode(torch.zeros(2, 7)).batch_shape == (2,)
+    assert vae.sample(4).shape == (4, 784)
+    with poutine.trace() as tr:
+        vae.model(num_samples=2)
+    assert tr.trace.nodes["z2"]["value"].shape == (2, 3)
+
+
+def test_one_size_in_a_list_is_the_one_layer_vae_and_its_config():
+    one, listed = VAE(z_dim=5, hidden=(8,)), VAE(z_dim=[5], hidden=(8,))
+    assert one.config["z_dim"] == listed.config["z_dim"] == 5 and listed.sites == ("z",)
+    assert [n for n, _ in one.named_parameters()] == [n for n, _ in listed.named_parameters()]
+    assert not any(n.startswith(("up.", "down.")) for n in one.state_dict())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"z_dim": (4, 2), "prior": "vamp"}, "vamp prior .* hierarchical VAE"),
+        ({"z_dim": (4, 0)}, "must be positive"),
+        ({"z_dim": ()}, "must be positive"),
+        ({"z_dim": "4,2"}, "must be positive"),
+    ],
+)
+def test_a_hierarchical_vae_refuses_in_one_line(kwargs, match):
+    with pytest.raises(PyrovaeError, match=match) as err:
+        VAE(hidden=(8,), **kwargs)
+    assert "\n" not in str(err.value)
+
+
+def test_a_conditional_two_layer_vae_gives_the_label_to_z1s_networks():
+    vae = VAE(z_dim=(4, 2), hidden=(8,), num_classes=3)
+    x, y = _binary(4), torch.tensor([0, 1, 2, 0])
+    est = pyrovae.log_marginal_likelihood(vae.model, vae.guide, (x, y), num_samples=3)
+    assert bool(torch.isfinite(est.per_datapoint).all()) and vae.sample(3).shape == (3, 784)
+
+
+def test_latent_units_reports_every_layer():
+    from pyrovae.diagnostics import latent_units
+
+    vae = VAE(z_dim=(6, 3), hidden=(16,))
+    units = latent_units(vae.model, vae.guide, _binary(20), num_samples=4)
+    assert set(units) == {"z1", "z2"}
+    assert units["z1"].variance.shape == (6,) and units["z2"].kl.shape == (3,)
+    assert units["z1"].analytic and units["z2"].analytic

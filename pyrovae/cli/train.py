@@ -99,7 +99,13 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="constructor argument for --model, repeatable",
     )
-    model.add_argument("--z-dim", type=_positive_int, help="latent size (default 50)")
+    model.add_argument(
+        "--z-dim",
+        type=_sizes,
+        help="latent size (default 50); several sizes, e.g. 32,16, for a hierarchical VAE "
+        "with one stochastic layer each, z1 (next to x) first: p(z2) p(z1|z2) p(x|z1), "
+        "q(z1|x) q(z2|z1) (Burda et al. 2016)",
+    )
     model.add_argument("--hidden", type=_sizes, help="hidden sizes, e.g. 512,256 (default 400)")
     model.add_argument("--prior", **_choice(PRIORS), help="prior p(z) (default standard)")
     model.add_argument(
@@ -181,9 +187,9 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         choices=PRECISIONS,
         default=None,
         help="auto (default): bfloat16 where the device multiplies it natively (CUDA with "
-        "compute capability 8+, CPUs with avx512_bf16 or AMX), else float32; bfloat16: "
-        "networks in bfloat16, every density and the loss in float32. The choice made is "
-        "recorded in config.json and kept on --resume",
+        "compute capability 8+, CPUs with avx512_bf16 or AMX), else float32, and float32 "
+        "for --model; bfloat16: networks in bfloat16, every density and the loss in "
+        "float32. The choice made is recorded in config.json and kept on --resume",
     )
     train.add_argument(
         "--amp",
@@ -289,7 +295,7 @@ def _model_config(args: argparse.Namespace) -> dict[str, Any]:
         for k, d in VAE_FLAGS.items()
     }
     return {
-        "z_dim": values["z_dim"],
+        "z_dim": _z_dim(values["z_dim"]),
         "hidden": list(values["hidden"]),
         "prior": values["prior"],
         "likelihood": values["likelihood"],
@@ -301,6 +307,13 @@ def _model_config(args: argparse.Namespace) -> dict[str, Any]:
         "guide_kwargs": dict(values["guide_arg"]),
         **({"init": values["init"]} if values["init"] != "default" else {}),
     }
+
+
+def _z_dim(sizes: int | tuple[int, ...]) -> int | list[int]:
+    """--z-dim in the config: one size an int (as before), several a list (hierarchical)."""
+    if isinstance(sizes, int):
+        return sizes
+    return int(sizes[0]) if len(sizes) == 1 else [int(s) for s in sizes]
 
 
 def _precision_flag(args: argparse.Namespace) -> str:
@@ -315,13 +328,19 @@ def _precision_flag(args: argparse.Namespace) -> str:
     return "bfloat16"
 
 
-def _resolved_precision(train_cfg: dict[str, Any], device: Any) -> str:
-    """The run's precision with auto decided for this device (old runs: their --amp)."""
+def _resolved_precision(config: dict[str, Any], device: Any) -> str:
+    """The run's precision with auto decided (old runs: their --amp).
+
+    auto is bfloat16 on native hardware for the built-in VAE only: a --model builds its
+    distributions in its own code (see pyrovae.precision).
+    """
     from pyrovae.precision import resolve_precision
 
+    train_cfg = config["train"]
     if "precision" not in train_cfg:  # written before --precision existed
         return "bfloat16" if train_cfg.get("amp") else "float32"
-    return resolve_precision(train_cfg["precision"], device)
+    safe = config["model"].get("kind") != "user"
+    return resolve_precision(train_cfg["precision"], device, safe)
 
 
 def _config_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -484,7 +503,7 @@ def _train_run(args: argparse.Namespace, locks: contextlib.ExitStack) -> None:
         out = Path(args.out)
         _check_out(out, args.force)
         config = _config_from_args(args)
-    config["train"]["precision"] = _resolved_precision(config["train"], device)
+    config["train"]["precision"] = _resolved_precision(config, device)
     rank = _init_distributed(args.device)
     import pyro
 

@@ -99,7 +99,12 @@ def _interpolate(args: argparse.Namespace) -> None:
 
 def _add_encode(p: argparse.ArgumentParser) -> None:
     _add_run_data(p)
-    p.add_argument("--out", required=True, help="the .npy file to write, shape (N, z_dim)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="the .npy file to write: the means of q(z|x), shape (N, z_dim) (of q(z1|x), the "
+        "bottom layer, for a hierarchical run)",
+    )
     p.add_argument(
         "--split",
         choices=["train", "test"],

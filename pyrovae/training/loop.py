@@ -50,7 +50,7 @@ from pyrovae.errors import NonFiniteError, Preempted, PyrovaeError
 from pyrovae.marginal import _caller_level, elbo_terms, max_plate_nesting
 from pyrovae.missing import MISSING, as_masked
 from pyrovae.objectives import LatentScale, Trace_ELBO, get_loss
-from pyrovae.precision import for_precision, resolve_precision
+from pyrovae.precision import for_precision, mixed_precision_safe, resolve_precision
 from pyrovae.programs import has_enumerated_sites
 from pyrovae.svi import FastSVI
 from pyrovae.training import distributed, preemption
@@ -205,10 +205,13 @@ def fit(
         Epochs over which the KL weight rises linearly from 0 to ``beta``, step by step
         (0: no warm-up). The validation ELBO is always the unweighted ELBO.
     precision
-        ``"auto"`` (bfloat16 where the device multiplies it natively, float32
-        elsewhere), ``"float32"`` or ``"bfloat16"``: mixed precision, the networks in
+        ``"auto"``, ``"float32"`` or ``"bfloat16"``: mixed precision, the networks in
         bfloat16 under ``torch.autocast`` while every density and the loss stay in
-        float32 (see :mod:`pyrovae.precision`). Validation always runs in float32.
+        float32 (see :mod:`pyrovae.precision`). ``"auto"`` is bfloat16 where the device
+        multiplies it natively and the object trained has ``mixed_precision_safe =
+        True`` (a :class:`~pyrovae.VAE`), float32 otherwise (a ``(model, guide)``
+        pair, whose own code builds its distributions). Validation always runs in
+        float32.
     amp
         Deprecated: ``amp=True`` is ``precision="bfloat16"``, ``amp=False`` is
         ``precision="float32"``.
@@ -277,7 +280,9 @@ def fit(
     model, guide = _model_and_guide(vae_or_model_guide)
     rank, world = distributed.world()
     dev = distributed.process_device(resolve_device(device), rank, world)
-    precision = resolve_precision(_from_amp(amp, precision), dev)
+    precision = resolve_precision(
+        _from_amp(amp, precision), dev, mixed_precision_safe(vae_or_model_guide)
+    )
     binarization = get_binarization(binarize)
     pyro.set_rng_seed(seed)
     check = getattr(vae_or_model_guide, "check_data", None)
