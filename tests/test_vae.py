@@ -84,6 +84,36 @@ def test_every_combination_builds_by_name_and_runs(prior, likelihood, guide):
     assert lw.log_weight.shape == (3, 4) and torch.isfinite(lw.log_weight).all()
 
 
+STRUCTURES = {
+    "conditional": {"num_classes": 3},
+    "hierarchical": {"z_dim": (3, 2)},
+}
+
+
+@pytest.mark.parametrize("structure", sorted(STRUCTURES))
+@pytest.mark.parametrize(
+    ("prior", "likelihood", "guide"),
+    [(p, lk, g) for p in sorted(PRIORS) for lk in sorted(LIKELIHOODS) for g in sorted(GUIDES)],
+)
+def test_every_combination_runs_conditional_and_hierarchical_or_says_why_not(
+    prior, likelihood, guide, structure
+):
+    settings = {"x_dim": 16, "z_dim": 3, "hidden": (8,), **STRUCTURES[structure]}
+    parts = {"prior": prior, "likelihood": likelihood, "guide": guide}
+    if prior == "vamp":  # its pseudo-inputs carry no label and live in z_1's space
+        with pytest.raises(PyrovaeError, match="vamp prior"):
+            VAE(**settings, **parts)
+        return
+    vae = VAE(**settings, **parts)
+    y = torch.tensor([0, 1, 2, 0]) if structure == "conditional" else None
+    x = vae.model(None, y, num_samples=4)
+    vae.likelihood.check_support(x)
+    data = (x, y) if y is not None else (x,)
+    lw = pyrovae.marginal.trace_log_weights(vae.model, vae.guide, *data, num_particles=3)
+    assert lw.log_weight.shape == (3, 4) and torch.isfinite(lw.log_weight).all()
+    assert vae.sample(4).shape == (4, 16)
+
+
 def test_parts_can_be_passed_as_modules():
     vae = VAE(x_dim=16, z_dim=3, hidden=(8,), prior=PRIORS["standard"](3))
     assert vae.config["prior"] == "standard"
