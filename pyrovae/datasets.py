@@ -271,6 +271,8 @@ LABEL_USES = (None, "condition")
 
 def with_labels(x: Any, labels: torch.Tensor | None, use: str | None) -> Any:
     """The data the programs take: ``x``, or ``{"x": x, "y": labels}`` to condition on them."""
+    if use not in LABEL_USES:
+        raise PyrovaeError(f"unknown use of labels {use!r}; choose one of: {LABEL_USES[1:]}")
     if use is None:
         return x
     if labels is None:

@@ -425,7 +425,7 @@ class Program:
                 f"the model or guide does not broadcast over a particle dimension ({first}); "
                 "replicating each datapoint K times along its plate instead "
                 "(strategy='replicate' says so up front)",
-                stacklevel=_caller_level(),
+                stacklevel=caller_level(),
             )
             self.strategy = "replicate"
             if state is not None:
@@ -469,7 +469,7 @@ class Program:
         )
 
 
-def _caller_level() -> int:
+def caller_level() -> int:
     """The ``stacklevel`` that points a warning at the first frame outside pyrovae and torch."""
     import inspect
     from pathlib import Path

@@ -176,6 +176,10 @@ def build_conv(
     return encoder, decoder
 
 
+#: Builders whose encoder takes any flat input size, so a label can be appended to x
+#: (a conditional VAE); a conv encoder takes images only.
+build_mlp.flat_inputs = True  # type: ignore[attr-defined]
+
 NETS: dict[str, NetBuilder] = {"mlp": build_mlp, "conv": build_conv}
 
 

@@ -40,8 +40,6 @@ from torch.distributions import Distribution
 
 from pyrovae.errors import PyrovaeError
 
-#: The values ``precision`` may take.
-PRECISIONS = ("auto", "float32", "bfloat16")
 #: CPU feature flags (``/proc/cpuinfo``) that mean native bfloat16 arithmetic.
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
 _HALF = (torch.bfloat16, torch.float16)
@@ -133,6 +131,19 @@ def mixed_precision(program: Callable, device: torch.device) -> Callable:
     return run
 
 
+def _as_is(program: Callable, device: torch.device) -> Callable:
+    return program
+
+
+#: What each precision does to a program: the registry ``"auto"`` resolves into.
+PROGRAMS_AT: dict[str, Callable[[Callable, torch.device], Callable]] = {
+    "float32": _as_is,
+    "bfloat16": mixed_precision,
+}
+#: The values ``precision`` may take.
+PRECISIONS = ("auto", *PROGRAMS_AT)
+
+
 def for_precision(program: Callable, precision: str, device: torch.device) -> Callable:
     """``program`` as it runs at a resolved ``precision`` (itself in float32)."""
-    return mixed_precision(program, device) if precision == "bfloat16" else program
+    return PROGRAMS_AT[precision](program, device)

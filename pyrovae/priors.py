@@ -39,6 +39,11 @@ def _inv_softplus(y: float) -> float:
 class Prior(nn.Module):
     """Base class of priors over a ``z_dim``-dimensional latent vector."""
 
+    #: Whether the prior is made of the encoder's posterior (see :meth:`attach`): it then
+    #: lives in the space of the latent the encoder gives, sees inputs without a label,
+    #: and so applies neither to a conditional VAE nor to a hierarchical one's top layer.
+    reads_encoder: bool = False
+
     def __init__(self, z_dim: int) -> None:
         super().__init__()
         self.z_dim = int(z_dim)
@@ -130,6 +135,8 @@ class VampPrior(Prior):
     num_components
         Number of pseudo-inputs C (default 100; the paper uses 500).
     """
+
+    reads_encoder = True
 
     def __init__(self, z_dim: int, num_components: int = 100) -> None:
         super().__init__(z_dim)

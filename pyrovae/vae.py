@@ -66,20 +66,21 @@ def _name_of(part: str | nn.Module, registry: dict) -> str:
     return type(part).__name__
 
 
-def _check_classes(num_classes: int | None, net: str, prior: str) -> int | None:
+def _check_classes(num_classes: int | None, build_nets: Any, prior: Prior) -> int | None:
     """``num_classes`` of a conditional VAE (None: unconditional), or a one-line error."""
     if not num_classes:
         return None
     if int(num_classes) < 2:
         raise PyrovaeError(f"a conditional VAE needs at least 2 classes, got {num_classes}")
-    if net != "mlp":
+    if not getattr(build_nets, "flat_inputs", False):
         raise PyrovaeError(
-            "a conditional VAE gives the label to mlp networks; use net 'mlp' (--net mlp)"
+            "a conditional VAE appends the label to the encoder's input, which these "
+            "networks do not take; use net 'mlp' (--net mlp)"
         )
-    if prior == "vamp":
+    if prior.reads_encoder:
         raise PyrovaeError(
-            "the vamp prior's pseudo-inputs carry no label, so it does not apply to a "
-            "conditional VAE; pick another prior"
+            f"the {type(prior).__name__}'s pseudo-inputs carry no label, so it does not "
+            "apply to a conditional VAE; pick another prior"
         )
     return int(num_classes)
 
@@ -205,12 +206,6 @@ class VAE(nn.Module):
                 f"x_dim, z_dim and hidden sizes must be positive; got x_dim={x_dim}, "
                 f"z_dim={z_dim}, hidden={tuple(hidden)}"
             )
-        if len(z_dims) > 1 and _name_of(prior, PRIORS) == "vamp":
-            raise PyrovaeError(
-                "the vamp prior mixes q(z_1 | u) at pseudo-inputs, which does not apply to "
-                "the top layer of a hierarchical VAE (--z-dim with several sizes); pick "
-                "another prior"
-            )
         # z_dim: the bottom layer's size (what encode/decode and the figures use).
         self.x_dim, self.z_dim, self.z_dims = int(x_dim), z_dims[0], z_dims
         #: The latent sites, bottom first: "z" for one layer, "z1", "z2", ... for several.
@@ -218,13 +213,20 @@ class VAE(nn.Module):
         self.image_shape = tuple(image_shape) if image_shape is not None else None
         self.name = name if name is not None else f"vae{next(_instance_ids)}"
         self.prior = _build(prior, PRIORS, "prior", z_dims[-1], **(prior_kwargs or {}))
+        if len(z_dims) > 1 and self.prior.reads_encoder:
+            raise PyrovaeError(
+                f"the {type(self.prior).__name__} mixes q(z_1 | u) at pseudo-inputs, which "
+                "does not apply to the top layer of a hierarchical VAE (--z-dim with "
+                "several sizes); pick another prior"
+            )
         self.likelihood = _build(
             likelihood, LIKELIHOODS, "likelihood", x_dim, **(likelihood_kwargs or {})
         )
         self.posterior = _build(guide, GUIDES, "guide", z_dims[0], **(guide_kwargs or {}))
-        self.num_classes = _check_classes(num_classes, net, _name_of(prior, PRIORS))
+        build_nets = lookup(NETS, net, "net")
+        self.num_classes = _check_classes(num_classes, build_nets, self.prior)
         labels = self.num_classes or 0
-        self.encoder, self.decoder = lookup(NETS, net, "net")(
+        self.encoder, self.decoder = build_nets(
             x_dim + labels,
             z_dims[0] + labels,
             self.posterior.param_dim,

@@ -558,4 +558,4 @@ def test_one_z_size_keeps_the_config_an_int_and_vamp_is_refused_for_several(
     args = ["train", "--dataset", str(tiny_npz), *TINY, "--z-dim", "4,2", "--prior", "vamp"]
     assert main([*args, "--out", str(out)]) == 1
     err = capsys.readouterr().err
-    assert "vamp prior" in err and err.count("\n") == 1 and not out.exists()
+    assert "VampPrior" in err and err.count("\n") == 1 and not out.exists()

@@ -52,7 +52,8 @@ Command = tuple[str, AddArguments, Callable[[argparse.Namespace], None]]
 COMMANDS: dict[str, Command] = {
     "train": ("train a VAE and write a run folder", _add_train, _train),
     "evaluate": (
-        "estimate the held-out ELBO and log p(x) of a run; writes RUN_DIR/metrics.json",
+        "estimate the held-out ELBO and log p(x) of a run, and its active latent units and "
+        "KL per unit; writes RUN_DIR/metrics.json",
         _add_evaluate,
         _evaluate,
     ),

@@ -51,7 +51,6 @@ def _evaluate(args: argparse.Namespace) -> None:
     import pyro
     import torch
 
-    from pyrovae.ais import annealed_importance_sampling
     from pyrovae.batches import Batch
     from pyrovae.checkpoint import read_json, write_json
     from pyrovae.marginal import log_marginal_likelihood
@@ -118,40 +117,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         f"bits/dim)   [{seconds:.1f} s]"
     )
     if args.estimator == "ais":
-        start = time.perf_counter()
-        ais = annealed_importance_sampling(
-            vae.model,
-            vae.guide,
-            x,
-            num_chains=args.ais_chains,
-            num_steps=args.ais_steps,
-            batch_size=args.batch_size,
-        )
-        diff = ais.per_datapoint - est.per_datapoint
-        diff_se = float(diff.double().std()) / math.sqrt(diff.numel())
-        metrics.update(
-            estimator="ais",
-            test_nll_is=metrics["test_nll"],
-            test_nll_is_stderr=metrics["test_nll_stderr"],
-            test_nll=-ais.mean,
-            test_nll_stderr=ais.stderr,
-            test_nll_bits_per_dim=-ais.mean / nats_per_bit,
-            ais_chains=args.ais_chains,
-            ais_steps=args.ais_steps,
-            ais_seconds=time.perf_counter() - start,
-        )
-        out(
-            f"NLL (AIS, {args.ais_chains} chains x {args.ais_steps} steps)  "
-            f"{metrics['test_nll']:8.2f} +- {metrics['test_nll_stderr']:.2f} nats   "
-            f"({metrics['test_nll_bits_per_dim']:.4f} bits/dim)"
-        )
-        if abs(float(diff.mean())) > 2 * diff_se:
-            out(
-                f"warning: the IS and AIS estimates differ by {float(diff.mean()):+.2f} +- "
-                f"{diff_se:.2f} nats, more than their errors: trust the higher one (a "
-                "stochastic lower bound) and treat the other as too low",
-                file=sys.stderr,
-            )
+        metrics.update(_ais(vae, x, est, args, nats_per_bit, out))
     if rank > 0:  # every process holds the gathered estimates; rank 0 writes them
         return
     metrics.update(_collapse_diagnostics(vae, x))
@@ -164,6 +130,50 @@ def _evaluate(args: argparse.Namespace) -> None:
     per_datapoint = est.per_datapoint.cpu().numpy()
     atomic_write(Path(args.run_dir) / LOG_PX, lambda f: np.save(f, per_datapoint))
     print(f"wrote {path} and {LOG_PX}")
+
+
+def _ais(vae, x, est, args: argparse.Namespace, nats_per_bit: float, out) -> dict:
+    """AIS beside the IS estimate: the metrics it replaces, and a warning if they disagree."""
+    import math
+    import time
+
+    from pyrovae.ais import annealed_importance_sampling
+
+    start = time.perf_counter()
+    ais = annealed_importance_sampling(
+        vae.model,
+        vae.guide,
+        x,
+        num_chains=args.ais_chains,
+        num_steps=args.ais_steps,
+        batch_size=args.batch_size,
+    )
+    diff = ais.per_datapoint - est.per_datapoint
+    diff_se = float(diff.double().std()) / math.sqrt(diff.numel())
+    metrics = {
+        "estimator": "ais",
+        "test_nll_is": -est.mean,
+        "test_nll_is_stderr": est.stderr,
+        "test_nll": -ais.mean,
+        "test_nll_stderr": ais.stderr,
+        "test_nll_bits_per_dim": -ais.mean / nats_per_bit,
+        "ais_chains": args.ais_chains,
+        "ais_steps": args.ais_steps,
+        "ais_seconds": time.perf_counter() - start,
+    }
+    out(
+        f"NLL (AIS, {args.ais_chains} chains x {args.ais_steps} steps)  "
+        f"{metrics['test_nll']:8.2f} +- {metrics['test_nll_stderr']:.2f} nats   "
+        f"({metrics['test_nll_bits_per_dim']:.4f} bits/dim)"
+    )
+    if abs(float(diff.mean())) > 2 * diff_se:
+        out(
+            f"warning: the IS and AIS estimates differ by {float(diff.mean()):+.2f} +- "
+            f"{diff_se:.2f} nats, more than their errors: trust the higher one (a "
+            "stochastic lower bound) and treat the other as too low",
+            file=sys.stderr,
+        )
+    return metrics
 
 
 def _collapse_diagnostics(vae, x) -> dict:

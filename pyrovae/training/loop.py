@@ -47,7 +47,7 @@ from tqdm.auto import tqdm
 
 from pyrovae.datasets import get_binarization
 from pyrovae.errors import NonFiniteError, Preempted, PyrovaeError
-from pyrovae.marginal import _caller_level, elbo_terms, max_plate_nesting
+from pyrovae.marginal import caller_level, elbo_terms, max_plate_nesting
 from pyrovae.missing import MISSING, as_masked
 from pyrovae.objectives import LatentScale, Trace_ELBO, get_loss
 from pyrovae.precision import for_precision, mixed_precision_safe, resolve_precision
@@ -295,16 +295,18 @@ def fit(
     val = validation_data(validation, binarization, seed, dev, check)
     loss = _loss(loss, model, guide, batches)
     kl_weight = LatentScale(beta)
-    step_model, step_guide = (for_precision(p, precision, dev) for p in (model, guide))
-    if beta != 1 or kl_warmup > 0:
-        step_model, step_guide = kl_weight(step_model), kl_weight(step_guide)
-    ddp = distributed.loss_module(
-        vae_or_model_guide, loss, step_model, step_guide, dev, batches.batch_size
+    svi = _svi(
+        vae_or_model_guide,
+        model,
+        guide,
+        loss,
+        optim or pyro.optim.Adam({"lr": lr}),
+        precision=precision,
+        kl_weight=kl_weight if beta != 1 or kl_warmup > 0 else None,
+        batches=batches,
+        dev=dev,
+        seed=seed,
     )
-    if world > 1:
-        pyro.set_rng_seed(seed + rank)  # own noise per process; the order is shared
-    optim = optim or pyro.optim.Adam({"lr": lr})
-    svi = FastSVI(step_model, step_guide, optim, loss, ddp, float(world))
     if kl_warmup and not batches.steps:
         raise PyrovaeError(
             "kl_warmup counts epochs in steps, but the iterable of batches has no length; "
@@ -314,14 +316,8 @@ def fit(
     nan_check_every = nan_check_every or NAN_CHECK_EVERY
     check_loss = dev.type == "cpu"  # a host sync, free on the CPU
     keys = HISTORY_KEYS + (VALIDATION_KEYS if val is not None else ())
-    state = TrainState(history={k: [] for k in keys}) if resume is None else resume
-    if resume is not None:
-        svi.load_optim_state(resume.optim_state)
-        svi.load_scheduler_state(resume.scheduler_state)
-        if resume.rng is not None:
-            set_rng_state(resume.rng, dev)
     good = GoodState(svi, dev)
-    state = good.snapshot(state, keep_params=False)
+    state = good.snapshot(_start(resume, keys, svi, dev), keep_params=False)
     show = progress and rank == 0
     bar = tqdm(total=epochs, initial=state.epoch, desc="epochs", unit="epoch", disable=not show)
     while state.epoch < epochs:
@@ -348,20 +344,15 @@ def fit(
                 state.epoch_datapoints += len(batch)
                 if scheduler_step == "step":
                     svi.scheduler_step(step_loss)
-                if batches.steps is None or state.step < batches.steps:  # else: end the epoch
-                    signum = distributed.max_over_processes(preemption.pending(), dev)
-                    if signum:  # the state of this step, as checkpoint_every takes it
-                        state.epoch_loss, state.end_of_epoch = total.detach(), False
-                        state.epoch_seconds = time.perf_counter() - start
-                        bar.close()
-                        raise _preempted(signum, state, batches.steps, callback, good, dev)
-                if (
-                    checkpoint_every
-                    and state.step % checkpoint_every == 0
-                    and (batches.steps is None or state.step < batches.steps)
-                ):
-                    state.epoch_loss, state.end_of_epoch = total.detach(), False
-                    state.epoch_seconds = time.perf_counter() - start
+                if batches.steps is not None and state.step >= batches.steps:
+                    continue  # the epoch's last step: the epoch's end takes over
+                signum = distributed.max_over_processes(preemption.pending(), dev)
+                if signum:  # the state of this step, as checkpoint_every takes it
+                    _pause(state, total, start)
+                    bar.close()
+                    raise _preempted(signum, state, batches.steps, callback, good, dev)
+                if checkpoint_every and state.step % checkpoint_every == 0:
+                    _pause(state, total, start)
                     stopped = distributed.should_stop(callback, good.snapshot(state), dev)
                     if stopped:
                         break
@@ -378,23 +369,12 @@ def fit(
         if stopped:  # by the callback, mid-epoch
             break
         batches.steps = state.step
-        record = {
-            "epoch": state.epoch + 1,
-            "steps": state.step,
-            "train_elbo": -float(distributed.all_reduce(total))
-            / (batches.size or state.epoch_datapoints),
-            "seconds": time.perf_counter() - start,
-            "kl_weight": kl_weight.scale,
-            "lr": svi.lr,
-        }
+        record = _record(state, total, batches.size, start, kl_weight.scale, svi.lr)
         if val is not None:
             record.update(_validate(model, guide, val, eval_batch_size, plate))
         if scheduler_step == "epoch":
             svi.scheduler_step(-record["train_elbo"])
-        for key in keys:
-            state.history.setdefault(key, []).append(record[key])
-        state.epoch, state.step, state.epoch_datapoints = state.epoch + 1, 0, 0
-        state.epoch_loss, state.epoch_seconds, state.end_of_epoch = total.new_zeros(()), 0.0, True
+        _end_epoch(state, record, keys, total)
         bar.update(1)
         if show:
             bar.write(_epoch_line(record, epochs))
@@ -403,6 +383,75 @@ def fit(
     bar.close()
     distributed.barrier()
     return state.history
+
+
+def _svi(
+    owner: Any,
+    model: Any,
+    guide: Any,
+    loss: ELBO,
+    optim: Any,
+    *,
+    precision: str,
+    kl_weight: LatentScale | None,
+    batches: Minibatches,
+    dev: torch.device,
+    seed: int,
+) -> FastSVI:
+    """The SVI of the training steps: the programs at ``precision``, KL-weighted, and
+    under ``torch.distributed`` the loss as a DDP module and each process's own noise."""
+    step_model, step_guide = (for_precision(p, precision, dev) for p in (model, guide))
+    if kl_weight is not None:
+        step_model, step_guide = kl_weight(step_model), kl_weight(step_guide)
+    ddp = distributed.loss_module(owner, loss, step_model, step_guide, dev, batches.batch_size)
+    rank, world = distributed.world()
+    if world > 1:
+        pyro.set_rng_seed(seed + rank)  # own noise per process; the order is shared
+    return FastSVI(step_model, step_guide, optim, loss, ddp, float(world))
+
+
+def _start(resume: TrainState | None, keys: tuple, svi: FastSVI, dev: torch.device):
+    """A fresh state, or ``resume`` with the optimiser, scheduler and generators restored."""
+    if resume is None:
+        return TrainState(history={k: [] for k in keys})
+    svi.load_optim_state(resume.optim_state)
+    svi.load_scheduler_state(resume.scheduler_state)
+    if resume.rng is not None:
+        set_rng_state(resume.rng, dev)
+    return resume
+
+
+def _pause(state: TrainState, total: torch.Tensor, start: float) -> None:
+    """Make ``state`` the state of this step within the epoch (to hand to the callback)."""
+    state.epoch_loss, state.end_of_epoch = total.detach(), False
+    state.epoch_seconds = time.perf_counter() - start
+
+
+def _record(
+    state: TrainState,
+    total: torch.Tensor,
+    size: int | None,
+    start: float,
+    kl_weight: float,
+    lr: float,
+) -> dict:
+    """The history's entries for the epoch just ended (one host sync: the loss)."""
+    return {
+        "epoch": state.epoch + 1,
+        "steps": state.step,
+        "train_elbo": -float(distributed.all_reduce(total)) / (size or state.epoch_datapoints),
+        "seconds": time.perf_counter() - start,
+        "kl_weight": kl_weight,
+        "lr": lr,
+    }
+
+
+def _end_epoch(state: TrainState, record: dict, keys: tuple, total: torch.Tensor) -> None:
+    """Append ``record`` to the history and move ``state`` to the next epoch's start."""
+    for key in keys:
+        state.history.setdefault(key, []).append(record[key])
+    state.epoch, state.step, state.epoch_datapoints = state.epoch + 1, 0, 0
+    state.epoch_loss, state.epoch_seconds, state.end_of_epoch = total.new_zeros(()), 0.0, True
 
 
 def _hands_over(step: int, steps: int | None, checkpoint_every: int | None) -> bool:
@@ -442,7 +491,7 @@ def _from_amp(amp: bool | None, precision: str) -> str:
     warnings.warn(
         f"amp is deprecated; pass precision={'bfloat16' if amp else 'float32'!r}",
         FutureWarning,
-        stacklevel=_caller_level(),
+        stacklevel=caller_level(),
     )
     return "bfloat16" if amp else "float32"
 
