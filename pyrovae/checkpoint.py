@@ -108,10 +108,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def _load_vae(config: dict[str, Any], state: dict[str, Any], run_dir: Path):
-    from pyrovae.vae import VAE
+    from pyrovae.variants import build_vae
 
     try:
-        return VAE(**config["model"])
+        return build_vae(**config["model"])
     except (KeyError, TypeError) as err:
         raise PyrovaeError(f"{run_dir / CONFIG} does not describe a VAE: {err}") from None
 

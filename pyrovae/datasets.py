@@ -266,14 +266,18 @@ def load_dataset(
 # ------------------------------------------------------------------------------ labels
 #: How a run uses its dataset's labels (``config["data"]["labels"]``): not at all (None),
 #: or as the condition of a conditional VAE.
-LABEL_USES = (None, "condition")
+LABEL_USES = (None, "condition", "semi-supervised")
 
 
 def with_labels(x: Any, labels: torch.Tensor | None, use: str | None) -> Any:
-    """The data the programs take: ``x``, or ``{"x": x, "y": labels}`` to condition on them."""
+    """The data the programs take: ``x``, or ``{"x": x, "y": labels}`` to condition on them.
+
+    A semi-supervised run (M2) is evaluated on ``x`` alone, with y summed out; its
+    training data are built by :class:`pyrovae.semisupervised.SemiSupervisedBatches`.
+    """
     if use not in LABEL_USES:
         raise PyrovaeError(f"unknown use of labels {use!r}; choose one of: {LABEL_USES[1:]}")
-    if use is None:
+    if use in (None, "semi-supervised"):
         return x
     if labels is None:
         raise PyrovaeError(

@@ -112,6 +112,18 @@ def prior_samples(
 
 
 @torch.no_grad()
+def cluster_samples(vae, per_cluster: int = 8, seed: int = 0) -> Figure:
+    """Mean of p(x|z) for z ~ N(mu_c, sigma_c): one column per cluster c (cluster VAE)."""
+    shape = _shape(vae, None)
+    columns = [seeded_samples(vae, per_cluster, seed, c) for c in range(vae.clusters)]
+    grid = torch.stack(columns, 1).reshape(per_cluster * vae.clusters, -1)
+    fig = Figure(figsize=(vae.clusters * 0.6 + 0.4, per_cluster * 0.6 + 0.6))
+    _show(fig.subplots(), image_grid(grid, shape, vae.clusters), "samples: cluster c = column")
+    fig.tight_layout()
+    return fig
+
+
+@torch.no_grad()
 def interpolation(
     vae,
     x: torch.Tensor,

@@ -141,14 +141,16 @@ def write_report(
         figures["held-out inputs and their reconstructions"] = plots.reconstructions(
             vae, shown, y[pick] if y is not None else None
         )
-        if y is None:
+        if getattr(vae, "num_classes", None) is None:
             figures["samples from the prior"] = plots.prior_samples(vae, 64)
             figures["interpolations between held-out inputs"] = plots.interpolation(vae, shown)
             figures["latent traversals"] = plots.latent_traversals(vae, x[:num_scatter])
-        else:  # a conditional VAE: its samples by class; paths in z hold y fixed, not shown
+        else:  # conditional or M2: samples by class; paths in z hold y fixed, not shown
             figures["samples from the prior, one class per column"] = plots.prior_samples(
                 vae, 8 * vae.num_classes
             )
+        if hasattr(vae, "cluster"):
+            figures["samples per cluster, one cluster per column"] = plots.cluster_samples(vae)
     labels = run.data.test_labels
     if hasattr(vae, "encode"):  # pyrovae's VAE; a user's model has no known encoder
         figures["latent space of the held-out data"] = plots.latent_scatter(

@@ -303,7 +303,8 @@ class VAE(nn.Module):
         if size is None:
             raise PyrovaeError("model() needs data x or num_samples to generate")
         with pyro.plate("data", size):
-            z = pyro.sample(self.sites[-1], self.prior())
+            y = self._model_label(y)
+            z = pyro.sample(self.sites[-1], self._top_prior())
             for site, layer in zip(self.sites[-2::-1], reversed(self.down), strict=True):
                 z = pyro.sample(site, layer(z))
             px = self.decode(z, y)
@@ -326,10 +327,24 @@ class VAE(nn.Module):
         """
         self._register()
         with pyro.plate("data", x.shape[0]):
+            y = self._guide_label(x, y)
             z1 = z = pyro.sample(self.sites[0], self.encode(x, y))
             for site, layer in zip(self.sites[1:], self.up, strict=True):
                 z = pyro.sample(site, layer(z))
             return z1
+
+    # Hooks of the variants (pyrovae.semisupervised, pyrovae.clusters); inside the plate.
+    def _model_label(self, y: torch.Tensor | None) -> torch.Tensor | None:
+        """The label in the model: given as an input (conditional VAE) or absent."""
+        return y
+
+    def _guide_label(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor | None:
+        """The label in the guide: as given."""
+        return y
+
+    def _top_prior(self) -> dist.Distribution:
+        """p(z_L), the distribution of the top latent site."""
+        return self.prior()
 
     def _register(self) -> None:
         """Register every parameter with Pyro, as ``pyro.module(self.name, self)`` does.
@@ -380,7 +395,9 @@ class VAE(nn.Module):
                 "with x (data as (x, y) or {'x': x, 'y': y})"
             )
         onehot = F.one_hot(y.long(), self.num_classes).to(t.dtype)
-        return torch.cat([t, onehot.expand(*t.shape[:-1], self.num_classes)], -1)
+        # Broadcast: an enumerated y is (K, 1, ...) against t's (B, ...), z's (N, B, ...).
+        batch = torch.broadcast_shapes(t.shape[:-1], onehot.shape[:-1])
+        return torch.cat([t.expand(*batch, t.shape[-1]), onehot.expand(*batch, -1)], -1)
 
     def _gaussian_posterior(self, x: torch.Tensor) -> dist.Distribution:
         """The Gaussian part of q(z|x) (see ``GuideFamily.gaussian``), for the prior."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -72,6 +73,7 @@ def worker(rank: int, world: int, init_file: str, out: str) -> None:
         if rank == 0:
             torch.save(state, out)
     finally:
+        gc.collect()  # DDP's cycles go while the process group is alive
         torch.distributed.destroy_process_group()
 
 
@@ -112,5 +114,6 @@ def preempted_worker(rank: int, world: int, init_file: str, out: str) -> None:
     except pyrovae.errors.Preempted as err:
         stopped = [err.signum, err.epoch, err.step]
     finally:
+        gc.collect()  # DDP's cycles go while the process group is alive
         torch.distributed.destroy_process_group()
     Path(f"{out}.{rank}").write_text(json.dumps({"stopped": stopped, "handed": handed}))

@@ -525,6 +525,58 @@ def test_conditional_needs_labels_and_label_needs_a_conditional_run(
     assert "--label applies to a conditional run" in capsys.readouterr().err
 
 
+def test_a_semi_supervised_run_trains_evaluates_classifies_resumes_and_reports(tmp_path, capsys):
+    run = tmp_path / "m2"
+    small = ["--z-dim", "4", "--hidden", "16", "--no-progress", "--seed", "1"]
+    assert main(["train", "--labels", "20", "--epochs", "1", "--out", str(run), *small]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["data"]["labels"] == "semi-supervised" and config["data"]["labelled"] == 20
+    assert config["model"]["variant"] == "semi-supervised" and config["train"]["loss"] is None
+    assert main(["evaluate", str(run), "--num-samples", "2"]) == 0
+    assert "held-out accuracy of q(y|x)" in capsys.readouterr().out
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 0 <= metrics["test_accuracy"] <= 1 and math.isfinite(metrics["test_nll"])
+    assert metrics["enumerated"] == 10  # y summed out of log p(x)
+    out = tmp_path / "y.npy"
+    assert main(["classify", str(run), "--out", str(out)]) == 0
+    classes = np.load(out)
+    assert classes.shape == (metrics["n_test"],) and set(np.unique(classes)) <= set(range(10))
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 0
+    assert json.loads((run / "history.json").read_text())["epoch"] == [1, 2]
+    assert "one class per column" in (run / "report.html").read_text()
+    capsys.readouterr()
+    assert main(["cluster", str(run), "--out", str(tmp_path / "c.npy")]) == 1
+    assert "cluster needs a run with a cluster latent" in capsys.readouterr().err
+    for bad, message in (
+        (["--labels", "15"], "multiple of the 10 classes"),
+        (["--labels", "20", "--loss", "iwae"], "--loss does not apply"),
+        (["--labels", "20", "--conditional"], "do not combine"),
+    ):
+        assert main(["train", *bad, "--out", str(tmp_path / "bad"), *small]) == 1
+        assert message in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
+def test_a_cluster_run_trains_evaluates_clusters_resumes_and_reports(tmp_path, capsys):
+    run = tmp_path / "clusters"
+    small = ["--z-dim", "4", "--hidden", "16", "--no-progress", "--seed", "1"]
+    assert main(["train", "--clusters", "5", "--epochs", "1", "--out", str(run), *small]) == 0
+    assert json.loads((run / "config.json").read_text())["model"]["clusters"] == 5
+    assert main(["evaluate", str(run), "--num-samples", "2"]) == 0
+    assert "held-out cluster accuracy" in capsys.readouterr().out
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 0 < metrics["test_cluster_accuracy"] <= 1 and "active_units" in metrics
+    out = tmp_path / "c.npy"
+    assert main(["cluster", str(run), "--out", str(out)]) == 0
+    assert set(np.unique(np.load(out))) <= set(range(5))
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 0
+    assert "samples per cluster" in (run / "report.html").read_text()
+    capsys.readouterr()
+    assert main(["classify", str(run), "--out", str(tmp_path / "y.npy")]) == 1
+    assert "classify needs a semi-supervised run" in capsys.readouterr().err
+    assert main(["train", "--clusters", "5", "--prior", "mog", "--out", str(tmp_path / "b")]) == 1
+    assert "--prior does not apply" in capsys.readouterr().err
+
+
 def test_a_hierarchical_run_trains_evaluates_resumes_reports_and_samples(
     tmp_path, tiny_npz, capsys
 ):

@@ -6,6 +6,7 @@ exactly the values of one, for the same seed.
 
 from __future__ import annotations
 
+import gc
 import json
 import shutil
 import socket
@@ -97,6 +98,7 @@ def worker(rank: int, world: int, init_file: str, out: str) -> None:
         alone = estimates(distributed=False)  # every datapoint, in this process
         torch.save({"shared": shared, "alone": alone}, Path(out) / f"rank{rank}.pt")
     finally:
+        gc.collect()  # cycles go while the process group is alive (see ddp_worker)
         torch.distributed.destroy_process_group()
 
 

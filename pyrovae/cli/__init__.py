@@ -35,10 +35,14 @@ from pyrovae.cli.evaluate import _add_evaluate, _evaluate, _report
 from pyrovae.cli.impute import _add_impute, _impute
 from pyrovae.cli.train import _add_train, _train
 from pyrovae.cli.use import (
+    _add_classify,
+    _add_cluster,
     _add_encode,
     _add_interpolate,
     _add_sample,
     _add_score,
+    _classify,
+    _cluster,
     _encode,
     _interpolate,
     _sample,
@@ -73,6 +77,16 @@ COMMANDS: dict[str, Command] = {
         "write -log p(x) of each held-out datapoint to .npy (anomaly scores)",
         _add_score,
         _score,
+    ),
+    "classify": (
+        "write the classes q(y|x) gives the held-out data to .npy (a --labels run)",
+        _add_classify,
+        _classify,
+    ),
+    "cluster": (
+        "write the clusters of the held-out data to .npy (a --clusters run)",
+        _add_cluster,
+        _cluster,
     ),
     "impute": (
         "fill missing pixels of held-out data given the observed ones",
@@ -116,7 +130,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _leave_distributed() -> None:
     """Leave the torchrun process group, so its threads stop before the process exits."""
+    import gc
+
     import torch
 
     if torch.distributed.is_available() and torch.distributed.is_initialized():
+        # The DDP wrapper sits in reference cycles (and in a Preempted traceback): freed
+        # at interpreter exit, after the group, gloo's threads can abort the process.
+        gc.collect()
         torch.distributed.destroy_process_group()

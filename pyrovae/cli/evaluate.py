@@ -121,6 +121,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     if rank > 0:  # every process holds the gathered estimates; rank 0 writes them
         return
     metrics.update(_collapse_diagnostics(vae, x))
+    metrics.update(_label_scores(vae, x, data.test_labels))
     path = Path(args.run_dir) / "metrics.json"
     old = read_json(path) if path.exists() else {}
     write_json(path, {**old, **metrics})
@@ -185,6 +186,24 @@ def _collapse_diagnostics(vae, x) -> dict:
         kl = "" if u.kl is None else f"; KL per unit {float(u.kl.sum()):.2f} nats in all"
         print(f"latent {name}: {u.active_units} of {u.variance.numel()} units active{kl}")
     return summary(units) if units else {}
+
+
+def _label_scores(vae, x, labels) -> dict:
+    """Held-out accuracy of q(y|x) (M2), or of the clusters under the best matching."""
+    if labels is None or isinstance(x, dict):
+        return {}
+    labels = labels.to(x.device)
+    if hasattr(vae, "classify"):
+        accuracy = float((vae.classify(x) == labels).float().mean())
+        print(f"held-out accuracy of q(y|x): {accuracy:.4f}")
+        return {"test_accuracy": accuracy}
+    if hasattr(vae, "cluster"):
+        from pyrovae.clusters import best_match_accuracy
+
+        accuracy = best_match_accuracy(vae.cluster(x), labels)
+        print(f"held-out cluster accuracy (best matching of clusters to labels): {accuracy:.4f}")
+        return {"test_cluster_accuracy": accuracy}
+    return {}
 
 
 def _report(args: argparse.Namespace) -> None:

@@ -132,6 +132,22 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
         "(mlp networks); then pyrovae sample --label K draws class K and evaluate reports "
         "log p(x | y)",
     )
+    model.add_argument(
+        "--labels",
+        type=_positive_int,
+        metavar="N",
+        help="the semi-supervised VAE M2 (Kingma et al. 2014): keep the labels of N training "
+        "datapoints (N/K per class, seeded), y ~ Cat in the model, q(y|x) in the guide, "
+        "y summed out where unlabelled; then evaluate reports test_accuracy and pyrovae "
+        "classify writes q(y|x)'s classes",
+    )
+    model.add_argument(
+        "--clusters",
+        type=_positive_int,
+        metavar="K",
+        help="a discrete cluster latent: c ~ Cat(pi), z ~ N(mu_c, sigma_c), c summed out "
+        "exactly; then pyrovae cluster writes each datapoint's cluster",
+    )
     model.add_argument("--activation", **_choice(ACTIVATIONS), help="(default relu)")
     model.add_argument(
         "--init", **_choice(INITS), help="initial weights of the networks (default: torch's)"
@@ -269,6 +285,8 @@ VAE_FLAGS: dict[str, Any] = {
     "activation": "relu",
     "init": "default",
     "conditional": False,
+    "labels": None,
+    "clusters": None,
     "prior_arg": [],
     "likelihood_arg": [],
     "guide_arg": [],
@@ -306,7 +324,29 @@ def _model_config(args: argparse.Namespace) -> dict[str, Any]:
         "likelihood_kwargs": dict(values["likelihood_arg"]),
         "guide_kwargs": dict(values["guide_arg"]),
         **({"init": values["init"]} if values["init"] != "default" else {}),
+        **_variant(values),
     }
+
+
+def _variant(values: dict[str, Any]) -> dict[str, Any]:
+    """The model settings of --labels (M2) or --clusters; none for the plain VAE."""
+    chosen = [f for f in ("conditional", "labels", "clusters") if values[f]]
+    if len(chosen) > 1:
+        raise PyrovaeError(f"--{' and --'.join(chosen)} do not combine; pick one")
+    if values["labels"]:
+        return {"variant": "semi-supervised"}
+    if values["clusters"]:
+        return {"variant": "clusters", "clusters": values["clusters"]}
+    return {}
+
+
+def _label_use(args: argparse.Namespace) -> dict[str, Any]:
+    """How the data's labels enter the run (config["data"]), if at all."""
+    if args.conditional:
+        return {"labels": "condition"}
+    if args.labels:
+        return {"labels": "semi-supervised", "labelled": args.labels}
+    return {}
 
 
 def _z_dim(sizes: int | tuple[int, ...]) -> int | list[int]:
@@ -314,6 +354,21 @@ def _z_dim(sizes: int | tuple[int, ...]) -> int | list[int]:
     if isinstance(sizes, int):
         return sizes
     return int(sizes[0]) if len(sizes) == 1 else [int(s) for s in sizes]
+
+
+def _loss_flag(args: argparse.Namespace, model: dict[str, Any]) -> str | None:
+    """--loss; unset, trace for the VAE and fit's own choice for the rest.
+
+    M2 and the cluster VAE sum a discrete latent out with TraceEnum_ELBO, which fit
+    picks for them; the named ELBOs would sample it instead.
+    """
+    enumerates = model.get("variant") in ("semi-supervised", "clusters")
+    if args.loss and enumerates:
+        raise PyrovaeError(
+            f"--loss does not apply with --labels or --clusters: their discrete latent is "
+            f"summed out by TraceEnum_ELBO, which --loss {args.loss} would not do; leave it out"
+        )
+    return args.loss or (None if model.get("kind") == "user" or enumerates else "trace")
 
 
 def _precision_flag(args: argparse.Namespace) -> str:
@@ -355,13 +410,13 @@ def _config_from_args(args: argparse.Namespace) -> dict[str, Any]:
             "binarize": args.binarize,
             "standardize": args.standardize,
             "test_fraction": args.test_fraction,
-            **({"labels": "condition"} if args.conditional else {}),
+            **_label_use(args),
         },
         "train": {
             "epochs": 20 if args.epochs is None else args.epochs,
             "batch_size": args.batch_size,
             "lr": args.lr,
-            "loss": args.loss or (None if model.get("kind") == "user" else "trace"),
+            "loss": _loss_flag(args, model),
             "num_particles": args.num_particles,
             "beta": args.beta,
             "kl_warmup": args.kl_warmup,
@@ -379,7 +434,7 @@ def _build_vae(config: dict[str, Any]):
     """Data and VAE of a run config; fills in what it derives."""
     from pyrovae.datasets import load_dataset, num_classes
     from pyrovae.tables import standardize_dataset
-    from pyrovae.vae import VAE
+    from pyrovae.variants import build_vae
 
     data_cfg = config["data"]
     masked = config["train"].get("missing") == "mask"
@@ -391,10 +446,10 @@ def _build_vae(config: dict[str, Any]):
     )
     data = standardize_dataset(data, data_cfg)
     model_cfg = dict(config["model"], x_dim=data.x_dim, image_shape=data.image_shape)
-    if data_cfg.get("labels") == "condition":
+    if data_cfg.get("labels") in ("condition", "semi-supervised"):
         model_cfg["num_classes"] = num_classes(data)
     try:
-        vae = VAE(**model_cfg)
+        vae = build_vae(**model_cfg)
     except TypeError as err:  # an argument a part does not take
         raise PyrovaeError(f"bad --prior-arg/--likelihood-arg/--guide-arg: {err}") from None
     if data_cfg["binarize"] == "auto":
@@ -510,6 +565,7 @@ def _train_run(args: argparse.Namespace, locks: contextlib.ExitStack) -> None:
     pyro.set_rng_seed(config["train"]["seed"])  # the initial parameters follow --seed too
     try:
         data, vae, loss, binarization = _build(config)
+        train, batch_size = _training_data(data, config)  # before anything is written
         train_cfg = config["train"]
         resume = _resume_state(out, vae, config, data.test) if args.resume else None
     except KeyError as err:
@@ -551,9 +607,9 @@ def _train_run(args: argparse.Namespace, locks: contextlib.ExitStack) -> None:
     try:
         history = fit(
             vae,
-            with_labels(data.train, getattr(data, "train_labels", None), use),
+            train,
             epochs=train_cfg["epochs"],
-            batch_size=train_cfg["batch_size"],
+            batch_size=batch_size,
             lr=train_cfg["lr"],
             loss=loss,
             binarize=config["data"]["binarize"],
@@ -594,6 +650,35 @@ def _train_run(args: argparse.Namespace, locks: contextlib.ExitStack) -> None:
     locks.close()  # the lock goes before the listing
     written = ", ".join(sorted(p.name for p in out.iterdir() if p.is_file()))
     print(f"wrote {out}/ ({written})")
+
+
+def _training_data(data, config: dict[str, Any]) -> tuple[Any, int | None]:
+    """The training data as the programs take them, and the batch size fit is given.
+
+    M2 (--labels N) trains on a stream of unlabelled and labelled minibatches, which
+    carry their own batch size.
+    """
+    import torch
+
+    from pyrovae.datasets import with_labels
+    from pyrovae.semisupervised import SemiSupervisedBatches, balanced_labels
+
+    data_cfg, train_cfg = config["data"], config["train"]
+    use, labels = data_cfg.get("labels"), getattr(data, "train_labels", None)
+    if use != "semi-supervised":
+        return with_labels(data.train, labels, use), train_cfg["batch_size"]
+    if labels is None:
+        raise PyrovaeError(f"--labels needs a dataset with labels; {data_cfg['dataset']} has none")
+    keep = torch.zeros(len(labels), dtype=torch.bool)
+    keep[balanced_labels(labels, data_cfg["labelled"], train_cfg["seed"])] = True
+    batches = SemiSupervisedBatches(
+        data.train[~keep],
+        data.train[keep],
+        labels[keep],
+        batch_size=train_cfg["batch_size"] or 128,
+        seed=train_cfg["seed"],
+    )
+    return batches, None
 
 
 def _tensorboard(out: Path):

@@ -1,4 +1,5 @@
-"""Using a trained run: ``pyrovae sample``, ``interpolate``, ``encode`` and ``score``."""
+"""Using a trained run: ``pyrovae sample``, ``interpolate``, ``encode``, ``score``,
+``classify`` (M2) and ``cluster`` (a cluster VAE)."""
 
 from __future__ import annotations
 
@@ -153,3 +154,43 @@ def _score(args: argparse.Namespace) -> None:
         warnings.simplefilter("ignore")  # a poor proposal on unusual data is the point
         scores = anomaly_scores(vae.model, vae.guide, x, num_samples=args.num_samples)
     _save_array(scores.cpu().numpy(), args.out)
+
+
+def _add_classify(p: argparse.ArgumentParser) -> None:
+    _add_run_data(p)
+    p.add_argument(
+        "--out",
+        required=True,
+        help="the .npy file to write: the most probable class under q(y|x) of each held-out "
+        "datapoint, shape (N,)",
+    )
+
+
+def _classify(args: argparse.Namespace) -> None:
+    vae, _, _, x = _load_run(args)
+    if not hasattr(vae, "classify"):
+        raise PyrovaeError(
+            f"classify needs a semi-supervised run (pyrovae train --labels N); "
+            f"{args.run_dir} is not one"
+        )
+    _save_array(vae.classify(x).cpu().numpy(), args.out)
+
+
+def _add_cluster(p: argparse.ArgumentParser) -> None:
+    _add_run_data(p)
+    p.add_argument(
+        "--out",
+        required=True,
+        help="the .npy file to write: the most probable cluster c of each held-out "
+        "datapoint (under p(c|z) at the mean of q(z|x)), shape (N,)",
+    )
+
+
+def _cluster(args: argparse.Namespace) -> None:
+    vae, _, _, x = _load_run(args)
+    if not hasattr(vae, "cluster"):
+        raise PyrovaeError(
+            f"cluster needs a run with a cluster latent (pyrovae train --clusters K); "
+            f"{args.run_dir} is not one"
+        )
+    _save_array(vae.cluster(x).cpu().numpy(), args.out)

@@ -94,7 +94,9 @@ class Minibatches:
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         """The epoch's minibatches from step ``start`` on, binarised, on the device."""
-        batches = self._indexed(epoch, start) if self.size is not None else self._streamed(start)
+        batches = (
+            self._indexed(epoch, start) if self.size is not None else self._streamed(epoch, start)
+        )
         for batch in batches:
             yield batch.with_first(self.binarization.batch(batch.first))
 
@@ -110,7 +112,10 @@ class Minibatches:
                 self.device, non_blocking=True
             )
 
-    def _streamed(self, start: int) -> Iterator[Batch]:
+    def _streamed(self, epoch: int, start: int) -> Iterator[Batch]:
+        set_epoch = getattr(self.data.source, "set_epoch", None)  # type: ignore[attr-defined]
+        if callable(set_epoch):  # as for DistributedSampler: a seeded, repeatable order
+            set_epoch(epoch)
         for step, batch in enumerate(self.data):  # type: ignore[attr-defined]
             if step >= start:
                 yield batch.to(self.device)

@@ -51,7 +51,7 @@ from pyrovae.marginal import caller_level, elbo_terms, max_plate_nesting
 from pyrovae.missing import MISSING, as_masked
 from pyrovae.objectives import LatentScale, Trace_ELBO, get_loss
 from pyrovae.precision import for_precision, mixed_precision_safe, resolve_precision
-from pyrovae.programs import has_enumerated_sites
+from pyrovae.programs import has_enumerated_sites, owner_modules
 from pyrovae.svi import FastSVI
 from pyrovae.training import distributed, preemption
 from pyrovae.training.devices import resolve_device
@@ -102,16 +102,28 @@ def _check_settings(epochs: Any, batch_size: Any, lr: float, **settings: Any) ->
 
 
 def _loss(loss: ELBO | str | None, model: Any, guide: Any, batches: Minibatches) -> ELBO:
-    """The objective: by name, as given, or Trace_ELBO (TraceEnum_ELBO to enumerate)."""
-    if isinstance(loss, str):
-        return get_loss(loss)
-    if loss is not None:
-        return loss
+    """The objective: by name, as given, or Trace_ELBO (TraceEnum_ELBO to enumerate).
+
+    Programs that mark sites for enumeration (in the guide, or in the model as a
+    cluster VAE declares with ``enumerates_in_model``) need ``TraceEnum_ELBO``: any
+    other objective would sample those sites instead, so it is refused.
+    """
     probe = batches.data.first_batch().to(batches.device)
-    if has_enumerated_sites(guide, probe):
+    in_model = any(getattr(m, "enumerates_in_model", False) for m in owner_modules(model))
+    enumerates = in_model or has_enumerated_sites(guide, probe)
+    if loss is None and enumerates:
         nesting = max_plate_nesting(model, guide, *probe.args, **probe.kwargs)
         return TraceEnum_ELBO(max_plate_nesting=nesting, strict_enumeration_warning=False)
-    return Trace_ELBO()
+    if loss is None:
+        return Trace_ELBO()
+    loss = get_loss(loss) if isinstance(loss, str) else loss
+    if enumerates and not isinstance(loss, TraceEnum_ELBO):
+        raise PyrovaeError(
+            f"the model or guide marks discrete sites for enumeration, which "
+            f"{type(loss).__name__} would sample instead of summing out; leave loss out "
+            "(fit then picks TraceEnum_ELBO) or pass a TraceEnum_ELBO"
+        )
+    return loss
 
 
 def _validate(model: Any, guide: Any, data: Any, batch_size: int, plate: str | None) -> dict:
@@ -470,6 +482,7 @@ def _preempted(
     """Hand ``state`` to the callback (when given one); the exception that stops training."""
     if callback is not None:
         distributed.should_stop(callback, good.snapshot(state), dev)
+    distributed.barrier()  # as at a normal end: every process stops at this step
     of = f" of {steps}" if steps else ""
     where = f"epoch {state.epoch + 1}, step {state.step}{of}"
     if not state.step:
