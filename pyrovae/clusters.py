@@ -58,6 +58,7 @@ class ClusterVAE(VAE):
 
     #: c is enumerated in the model (no guide site): fit picks ``TraceEnum_ELBO``.
     enumerates_in_model = True
+    discrete_latent = "c"
 
     def __init__(
         self,
@@ -119,6 +120,10 @@ class ClusterVAE(VAE):
     def cluster(self, x: torch.Tensor) -> torch.Tensor:
         """The most probable cluster of each row of ``x``: shape ``(N,)``."""
         return self.cluster_probs(x).argmax(-1)
+
+    def label_scores(self, x: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        """``test_cluster_accuracy``: matched accuracy (:func:`best_match_accuracy`)."""
+        return {"test_cluster_accuracy": best_match_accuracy(self.cluster(x), labels)}
 
     def _posterior_mean(self, x: torch.Tensor) -> torch.Tensor:
         """E_q[z] of the top layer (the mean of each layer fed to the next)."""

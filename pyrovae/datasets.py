@@ -264,27 +264,35 @@ def load_dataset(
 
 
 # ------------------------------------------------------------------------------ labels
-#: How a run uses its dataset's labels (``config["data"]["labels"]``): not at all (None),
-#: or as the condition of a conditional VAE.
-LABEL_USES = (None, "condition", "semi-supervised")
-
-
-def with_labels(x: Any, labels: torch.Tensor | None, use: str | None) -> Any:
-    """The data the programs take: ``x``, or ``{"x": x, "y": labels}`` to condition on them.
-
-    A semi-supervised run (M2) is evaluated on ``x`` alone, with y summed out; its
-    training data are built by :class:`pyrovae.semisupervised.SemiSupervisedBatches`.
-    """
-    if use not in LABEL_USES:
-        raise PyrovaeError(f"unknown use of labels {use!r}; choose one of: {LABEL_USES[1:]}")
-    if use in (None, "semi-supervised"):
-        return x
+def _as_condition(x: Any, labels: torch.Tensor | None) -> Any:
+    """``{"x": x, "y": labels}``: the labels are an input of both programs."""
     if labels is None:
         raise PyrovaeError(
             "conditioning on labels needs a dataset that has them (the sample, mnist, or a "
             ".npz with y_train and y_test)"
         )
     return {"x": x, "y": labels.to(x.device if isinstance(x, torch.Tensor) else "cpu")}
+
+
+def _summed_out(x: Any, labels: torch.Tensor | None) -> Any:
+    """``x`` alone: y is a latent variable that the estimators sum out (M2)."""
+    return x
+
+
+#: How a run uses its dataset's labels (``config["data"]["labels"]``; absent: not at
+#: all), as the data its held-out evaluation takes: the condition of a conditional VAE,
+#: or M2's latent class, summed out (M2's training data are built by
+#: :class:`pyrovae.semisupervised.SemiSupervisedBatches`). Either way the model is told
+#: the number of classes.
+LABEL_USES: dict[str, Callable[[Any, torch.Tensor | None], Any]] = {
+    "condition": _as_condition,
+    "semi-supervised": _summed_out,
+}
+
+
+def with_labels(x: Any, labels: torch.Tensor | None, use: str | None) -> Any:
+    """The data the programs take given the labels' use (None: ``x`` itself)."""
+    return x if use is None else lookup(LABEL_USES, use, "use of labels")(x, labels)
 
 
 def num_classes(data: Dataset) -> int:

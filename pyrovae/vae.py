@@ -15,6 +15,11 @@ z_1 next to x; the sites are named ``z1 .. zL`` and the programs loop over the l
                                     x ~ likelihood(decoder(z1))            [observed]
     guide(x):  with plate("data"):  z1 ~ posterior(encoder(x));  z_{l+1} ~ up_l(z_l)
 
+The variants in :mod:`pyrovae.variants` (M2 in :mod:`pyrovae.semisupervised`, the
+cluster VAE in :mod:`pyrovae.clusters`) are subclasses that fill in three hooks, all
+called inside the data plate: ``_model_label`` (y in the model), ``_guide_label`` (y in
+the guide) and ``_top_prior`` (the distribution of the top latent site).
+
 Everything that varies between VAEs lives in one of four swappable parts, each picked by
 name from its registry or passed as a module: the prior (``priors.PRIORS``), the
 likelihood (``likelihoods.LIKELIHOODS``), the approximate posterior family
@@ -180,6 +185,10 @@ class VAE(nn.Module):
     #: Its networks' outputs are cast back to float32 before any distribution is built,
     #: so ``precision="auto"`` may train it in bfloat16 (see :mod:`pyrovae.precision`).
     mixed_precision_safe = True
+
+    #: The discrete latent site that training sums out with ``TraceEnum_ELBO`` (None: no
+    #: such site; "y" for M2, "c" for the cluster VAE). Other ELBOs would sample it.
+    discrete_latent: str | None = None
 
     def __init__(
         self,
@@ -442,6 +451,13 @@ class VAE(nn.Module):
                 raise PyrovaeError(f"labels must lie in 0..{self.num_classes - 1}")
         px = self.decode(z, y)
         return px.mean if mean else px.sample()
+
+    def label_scores(self, x: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        """Held-out scores against class labels, for ``evaluate`` (none for this VAE).
+
+        M2 gives the accuracy of q(y | x), the cluster VAE its matched accuracy.
+        """
+        return {}
 
     def check_data(self, x: torch.Tensor) -> None:
         """Raise :class:`~pyrovae.errors.PyrovaeError` unless ``x`` fits this VAE."""

@@ -34,20 +34,25 @@ def test_enumerating_c_gives_the_elbo_of_the_mixture_prior_exactly(z_dim):
     assert enumerated == pytest.approx(closed, rel=1e-5)
 
 
-def test_the_cluster_is_the_most_probable_c_at_the_posterior_mean():
-    torch.manual_seed(0)
-    vae, x = _vae(), torch.bernoulli(torch.full((7, 6), 0.5))
-    z = vae.encode(x).mean
-    joint = torch.stack(
-        [
-            vae.cluster_logits.log_softmax(-1)[c]
-            + vae._components().log_prob(z.unsqueeze(-2))[:, c]
-            for c in range(3)
-        ],
-        -1,
-    )
-    assert torch.equal(vae.cluster(x), joint.argmax(-1))
-    assert torch.allclose(vae.cluster_probs(x).sum(-1), torch.ones(7))
+def test_the_cluster_is_the_nearest_well_separated_component(monkeypatch):
+    """With components far apart, each posterior mean falls in its own one's cluster."""
+    vae = _vae()
+    with torch.no_grad():
+        vae.cluster_locs.copy_(torch.tensor([[-10.0, 0.0], [0.0, 10.0], [10.0, 0.0]]))
+    means = torch.tensor([[9.0, 1.0], [-9.5, 0.5], [0.5, 9.0], [-10.0, -1.0]])
+    monkeypatch.setattr(vae, "_posterior_mean", lambda x: means)
+    x = torch.zeros(4, 6)
+    assert vae.cluster(x).tolist() == [2, 0, 1, 0]
+    assert torch.allclose(vae.cluster_probs(x).sum(-1), torch.ones(4))
+    with torch.no_grad():  # a cluster with (almost) no weight is never the answer
+        vae.cluster_logits.copy_(torch.tensor([0.0, 0.0, -1e4]))
+    assert vae.cluster(x)[0] != 2
+
+
+def test_the_posterior_mean_feeds_each_layers_mean_to_the_next():
+    vae = _vae(z_dim=(3, 2))
+    x = torch.bernoulli(torch.full((5, 6), 0.5))
+    assert torch.allclose(vae._posterior_mean(x), vae.up[0](vae.encode(x).mean).mean)
 
 
 def test_best_match_accuracy_is_the_best_permutation():

@@ -130,8 +130,8 @@ def _impute(args: argparse.Namespace) -> None:
     vae, _, data, x = _load_run(args)
     if getattr(vae, "num_classes", None):
         raise PyrovaeError(
-            "impute fills pixels through an unconditional VAE; this run is conditional "
-            "(--conditional), which impute does not support yet"
+            "impute fills pixels through a VAE without classes; this run has them "
+            "(--conditional or --labels), which impute does not support yet"
         )
     if args.mask in MASKS:
         if vae.image_shape is None:

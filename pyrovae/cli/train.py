@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -324,29 +325,28 @@ def _model_config(args: argparse.Namespace) -> dict[str, Any]:
         "likelihood_kwargs": dict(values["likelihood_arg"]),
         "guide_kwargs": dict(values["guide_arg"]),
         **({"init": values["init"]} if values["init"] != "default" else {}),
-        **_variant(values),
+        **_variant(values)[0],
     }
 
 
-def _variant(values: dict[str, Any]) -> dict[str, Any]:
-    """The model settings of --labels (M2) or --clusters; none for the plain VAE."""
-    chosen = [f for f in ("conditional", "labels", "clusters") if values[f]]
+#: The flags that make the built-in VAE a variant: flag -> its value -> (the variant's
+#: model settings, how the run uses the dataset's labels). At most one applies.
+VARIANT_FLAGS: dict[str, Callable[[Any], tuple[dict[str, Any], dict[str, Any]]]] = {
+    "conditional": lambda on: ({}, {"labels": "condition"}),
+    "labels": lambda n: (
+        {"variant": "semi-supervised"},
+        {"labels": "semi-supervised", "labelled": n},
+    ),
+    "clusters": lambda k: ({"variant": "clusters", "clusters": k}, {}),
+}
+
+
+def _variant(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The model and data settings of the variant flag given, if any."""
+    chosen = [f for f in VARIANT_FLAGS if values.get(f)]
     if len(chosen) > 1:
         raise PyrovaeError(f"--{' and --'.join(chosen)} do not combine; pick one")
-    if values["labels"]:
-        return {"variant": "semi-supervised"}
-    if values["clusters"]:
-        return {"variant": "clusters", "clusters": values["clusters"]}
-    return {}
-
-
-def _label_use(args: argparse.Namespace) -> dict[str, Any]:
-    """How the data's labels enter the run (config["data"]), if at all."""
-    if args.conditional:
-        return {"labels": "condition"}
-    if args.labels:
-        return {"labels": "semi-supervised", "labelled": args.labels}
-    return {}
+    return VARIANT_FLAGS[chosen[0]](values[chosen[0]]) if chosen else ({}, {})
 
 
 def _z_dim(sizes: int | tuple[int, ...]) -> int | list[int]:
@@ -359,16 +359,19 @@ def _z_dim(sizes: int | tuple[int, ...]) -> int | list[int]:
 def _loss_flag(args: argparse.Namespace, model: dict[str, Any]) -> str | None:
     """--loss; unset, trace for the VAE and fit's own choice for the rest.
 
-    M2 and the cluster VAE sum a discrete latent out with TraceEnum_ELBO, which fit
-    picks for them; the named ELBOs would sample it instead.
+    A variant with a discrete latent (M2's y, the cluster VAE's c) has it summed out by
+    TraceEnum_ELBO, which fit picks for it; the named ELBOs would sample it instead.
     """
-    enumerates = model.get("variant") in ("semi-supervised", "clusters")
-    if args.loss and enumerates:
+    from pyrovae.registry import lookup
+    from pyrovae.variants import VARIANTS
+
+    discrete = lookup(VARIANTS, model.get("variant", "vae"), "VAE variant").discrete_latent
+    if args.loss and discrete:
         raise PyrovaeError(
-            f"--loss does not apply with --labels or --clusters: their discrete latent is "
-            f"summed out by TraceEnum_ELBO, which --loss {args.loss} would not do; leave it out"
+            f"--loss does not apply here: the discrete latent {discrete} is summed out by "
+            f"TraceEnum_ELBO, which --loss {args.loss} would not do; leave it out"
         )
-    return args.loss or (None if model.get("kind") == "user" or enumerates else "trace")
+    return args.loss or (None if model.get("kind") == "user" or discrete else "trace")
 
 
 def _precision_flag(args: argparse.Namespace) -> str:
@@ -410,7 +413,7 @@ def _config_from_args(args: argparse.Namespace) -> dict[str, Any]:
             "binarize": args.binarize,
             "standardize": args.standardize,
             "test_fraction": args.test_fraction,
-            **_label_use(args),
+            **_variant(vars(args))[1],
         },
         "train": {
             "epochs": 20 if args.epochs is None else args.epochs,
@@ -446,7 +449,7 @@ def _build_vae(config: dict[str, Any]):
     )
     data = standardize_dataset(data, data_cfg)
     model_cfg = dict(config["model"], x_dim=data.x_dim, image_shape=data.image_shape)
-    if data_cfg.get("labels") in ("condition", "semi-supervised"):
+    if data_cfg.get("labels") is not None:  # every use of labels tells the model K
         model_cfg["num_classes"] = num_classes(data)
     try:
         vae = build_vae(**model_cfg)
@@ -565,7 +568,7 @@ def _train_run(args: argparse.Namespace, locks: contextlib.ExitStack) -> None:
     pyro.set_rng_seed(config["train"]["seed"])  # the initial parameters follow --seed too
     try:
         data, vae, loss, binarization = _build(config)
-        train, batch_size = _training_data(data, config)  # before anything is written
+        train, batch_size = _training_data(data, config, device)  # before anything is written
         train_cfg = config["train"]
         resume = _resume_state(out, vae, config, data.test) if args.resume else None
     except KeyError as err:
@@ -652,11 +655,12 @@ def _train_run(args: argparse.Namespace, locks: contextlib.ExitStack) -> None:
     print(f"wrote {out}/ ({written})")
 
 
-def _training_data(data, config: dict[str, Any]) -> tuple[Any, int | None]:
+def _training_data(data, config: dict[str, Any], device) -> tuple[Any, int | None]:
     """The training data as the programs take them, and the batch size fit is given.
 
     M2 (--labels N) trains on a stream of unlabelled and labelled minibatches, which
-    carry their own batch size.
+    carry their own batch size; its tensors are placed on the training device once, so
+    that no minibatch is copied there.
     """
     import torch
 
@@ -672,9 +676,9 @@ def _training_data(data, config: dict[str, Any]) -> tuple[Any, int | None]:
     keep = torch.zeros(len(labels), dtype=torch.bool)
     keep[balanced_labels(labels, data_cfg["labelled"], train_cfg["seed"])] = True
     batches = SemiSupervisedBatches(
-        data.train[~keep],
-        data.train[keep],
-        labels[keep],
+        data.train[~keep].to(device),
+        data.train[keep].to(device),
+        labels[keep].to(device),
         batch_size=train_cfg["batch_size"] or 128,
         seed=train_cfg["seed"],
     )

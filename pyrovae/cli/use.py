@@ -35,8 +35,8 @@ def _add_sample(p: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         metavar="K",
-        help="a conditional run (--conditional): draw class K only (default: the classes "
-        "in turn, one per column of the grid)",
+        help="a run with classes (--conditional or --labels): draw class K only (default: "
+        "the classes in turn, one per column of the grid)",
     )
 
 
@@ -55,7 +55,8 @@ def _sample(args: argparse.Namespace) -> None:
         raise PyrovaeError(
             f"--label {args.label}: this run's VAE is conditional on classes 0..{classes - 1}"
             if classes
-            else f"--label applies to a conditional run (--conditional); {args.run_dir} is not"
+            else f"--label applies to a run with classes (--conditional or --labels); "
+            f"{args.run_dir} is not one"
         )
     if Path(args.out).suffix.lower() == ".png":
         _save_png(plots.prior_samples(vae, args.n, seed=args.seed, y=args.label), args.out)
@@ -156,41 +157,35 @@ def _score(args: argparse.Namespace) -> None:
     _save_array(scores.cpu().numpy(), args.out)
 
 
-def _add_classify(p: argparse.ArgumentParser) -> None:
-    _add_run_data(p)
-    p.add_argument(
-        "--out",
-        required=True,
-        help="the .npy file to write: the most probable class under q(y|x) of each held-out "
-        "datapoint, shape (N,)",
-    )
+def _labels_of_datapoints(method: str, trained_with: str, what: str):
+    """``(add_arguments, command)`` of a command that writes ``vae.<method>(x)`` to .npy.
+
+    ``classify`` (M2) and ``cluster`` (a cluster VAE) both give one integer per held-out
+    datapoint from a method of the run's VAE; a run whose VAE lacks it is refused.
+    """
+
+    def add_arguments(p: argparse.ArgumentParser) -> None:
+        _add_run_data(p)
+        p.add_argument("--out", required=True, help=f"the .npy file to write: {what}, shape (N,)")
+
+    def command(args: argparse.Namespace) -> None:
+        vae, _, _, x = _load_run(args)
+        if not hasattr(vae, method):
+            raise PyrovaeError(
+                f"{method} needs a run trained with {trained_with}; {args.run_dir} is not one"
+            )
+        _save_array(getattr(vae, method)(x).cpu().numpy(), args.out)
+
+    return add_arguments, command
 
 
-def _classify(args: argparse.Namespace) -> None:
-    vae, _, _, x = _load_run(args)
-    if not hasattr(vae, "classify"):
-        raise PyrovaeError(
-            f"classify needs a semi-supervised run (pyrovae train --labels N); "
-            f"{args.run_dir} is not one"
-        )
-    _save_array(vae.classify(x).cpu().numpy(), args.out)
-
-
-def _add_cluster(p: argparse.ArgumentParser) -> None:
-    _add_run_data(p)
-    p.add_argument(
-        "--out",
-        required=True,
-        help="the .npy file to write: the most probable cluster c of each held-out "
-        "datapoint (under p(c|z) at the mean of q(z|x)), shape (N,)",
-    )
-
-
-def _cluster(args: argparse.Namespace) -> None:
-    vae, _, _, x = _load_run(args)
-    if not hasattr(vae, "cluster"):
-        raise PyrovaeError(
-            f"cluster needs a run with a cluster latent (pyrovae train --clusters K); "
-            f"{args.run_dir} is not one"
-        )
-    _save_array(vae.cluster(x).cpu().numpy(), args.out)
+_add_classify, _classify = _labels_of_datapoints(
+    "classify",
+    "pyrovae train --labels N",
+    "the most probable class under q(y|x) of each held-out datapoint",
+)
+_add_cluster, _cluster = _labels_of_datapoints(
+    "cluster",
+    "pyrovae train --clusters K",
+    "the most probable cluster c of each held-out datapoint (under p(c|z) at the mean of q(z|x))",
+)

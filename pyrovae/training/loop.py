@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyro
 import pyro.optim
@@ -178,14 +178,17 @@ def fit(
         Training data in any form of :mod:`pyrovae.batches`: a tensor or array
         (``model(x)``; uint8 is read as grey levels and divided by 255), a tuple or dict
         of tensors (``model(*batch)``, ``model(**batch)``), a Dataset, or a re-iterable
-        of batches used as given.
+        of batches used as given (told each epoch's number first through its
+        ``set_epoch``, if it has one).
     epochs, batch_size, lr
         Passes over the data, minibatch size (indexable data; 128 by default), Adam
         learning rate (when ``optim`` is not given).
     loss
         A Pyro ELBO instance or a name from ``pyrovae.objectives.LOSSES``. By default
         :class:`pyrovae.objectives.Trace_ELBO` (Pyro's with a fast path), or Pyro's
-        ``TraceEnum_ELBO`` when the guide marks sites for enumeration.
+        ``TraceEnum_ELBO`` when the guide marks sites for enumeration or the model's
+        owner declares ``enumerates_in_model`` (the cluster VAE). For such programs any
+        other ELBO, which would sample those sites, is refused.
     optim
         A Pyro optimiser (``pyro.optim.Adam({"lr": lr})`` by default). A Pyro LR
         scheduler steps once per epoch (``scheduler_step="step"``: every step);
@@ -289,41 +292,22 @@ def fit(
         checkpoint_every=checkpoint_every,
         missing=missing,
     )
-    model, guide = _model_and_guide(vae_or_model_guide)
-    rank, world = distributed.world()
-    dev = distributed.process_device(resolve_device(device), rank, world)
-    precision = resolve_precision(
-        _from_amp(amp, precision), dev, mixed_precision_safe(vae_or_model_guide)
-    )
-    binarization = get_binarization(binarize)
-    pyro.set_rng_seed(seed)
-    check = getattr(vae_or_model_guide, "check_data", None)
-    for module in _owners(vae_or_model_guide, model, guide):
-        module.to(dev)
-    if missing == "mask":
-        data = as_masked(data, "training data")
-        validation = as_masked(validation, "validation data") if validation is not None else None
-    batches = Minibatches(data, batch_size, binarization, seed, dev, check)
-    val = validation_data(validation, binarization, seed, dev, check)
-    loss = _loss(loss, model, guide, batches)
-    kl_weight = LatentScale(beta)
-    svi = _svi(
+    model, guide, dev, batches, val, svi, kl_weight = _prepare(
         vae_or_model_guide,
-        model,
-        guide,
-        loss,
-        optim or pyro.optim.Adam({"lr": lr}),
-        precision=precision,
-        kl_weight=kl_weight if beta != 1 or kl_warmup > 0 else None,
-        batches=batches,
-        dev=dev,
+        data,
+        validation,
+        batch_size=batch_size,
+        loss=loss,
+        optim=optim or pyro.optim.Adam({"lr": lr}),
+        binarize=binarize,
+        device=device,
         seed=seed,
+        precision=_from_amp(amp, precision),
+        beta=beta,
+        kl_warmup=kl_warmup,
+        missing=missing,
     )
-    if kl_warmup and not batches.steps:
-        raise PyrovaeError(
-            "kl_warmup counts epochs in steps, but the iterable of batches has no length; "
-            "give it a __len__ or pass indexable data"
-        )
+    rank = distributed.world()[0]
     warmup_steps = kl_warmup * (batches.steps or 0)
     nan_check_every = nan_check_every or NAN_CHECK_EVERY
     check_loss = dev.type == "cpu"  # a host sync, free on the CPU
@@ -395,6 +379,70 @@ def fit(
     bar.close()
     distributed.barrier()
     return state.history
+
+
+class _Run(NamedTuple):
+    """What a training run is made of, once its settings are resolved (:func:`_prepare`)."""
+
+    model: Any
+    guide: Any
+    dev: torch.device
+    batches: Minibatches
+    val: Any
+    svi: FastSVI
+    kl_weight: LatentScale
+
+
+def _prepare(
+    vae_or_model_guide: Any,
+    data: Any,
+    validation: Any,
+    *,
+    batch_size: int | None,
+    loss: ELBO | str | None,
+    optim: Any,
+    binarize: str,
+    device: str | torch.device,
+    seed: int,
+    precision: str,
+    beta: float,
+    kl_warmup: float,
+    missing: str,
+) -> _Run:
+    """The programs, device, data, objective and SVI of a run, each checked."""
+    model, guide = _model_and_guide(vae_or_model_guide)
+    rank, world = distributed.world()
+    dev = distributed.process_device(resolve_device(device), rank, world)
+    precision = resolve_precision(precision, dev, mixed_precision_safe(vae_or_model_guide))
+    binarization = get_binarization(binarize)
+    pyro.set_rng_seed(seed)
+    check = getattr(vae_or_model_guide, "check_data", None)
+    for module in _owners(vae_or_model_guide, model, guide):
+        module.to(dev)
+    if missing == "mask":
+        data = as_masked(data, "training data")
+        validation = as_masked(validation, "validation data") if validation is not None else None
+    batches = Minibatches(data, batch_size, binarization, seed, dev, check)
+    val = validation_data(validation, binarization, seed, dev, check)
+    kl_weight = LatentScale(beta)
+    svi = _svi(
+        vae_or_model_guide,
+        model,
+        guide,
+        _loss(loss, model, guide, batches),
+        optim,
+        precision=precision,
+        kl_weight=kl_weight if beta != 1 or kl_warmup > 0 else None,
+        batches=batches,
+        dev=dev,
+        seed=seed,
+    )
+    if kl_warmup and not batches.steps:
+        raise PyrovaeError(
+            "kl_warmup counts epochs in steps, but the iterable of batches has no length; "
+            "give it a __len__ or pass indexable data"
+        )
+    return _Run(model, guide, dev, batches, val, svi, kl_weight)
 
 
 def _svi(
