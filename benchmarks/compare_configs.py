@@ -35,7 +35,7 @@ from pyrovae.clusters import best_match_accuracy
 from pyrovae.datasets import get_binarization
 from pyrovae.objectives import get_loss
 from pyrovae.semisupervised import SemiSupervisedBatches, balanced_labels
-from pyrovae.variants import build_vae
+from pyrovae.variants import VARIANTS
 
 #: Labelled training images of the M2 row (10 per class, seeded).
 LABELLED = 100
@@ -61,13 +61,15 @@ CONFIGS: dict[str, Config] = {
     "prior: flow": Config(prior="flow"),
     "guide: lowrank": Config(guide="lowrank"),
     "guide: iaf": Config(guide="iaf"),
+    "guide: vq (512 codes of 10)": Config(guide="vq"),
     "loss: iwae (K=5)": Config(loss="iwae", particles=5),
     "vamp + iaf + iwae (K=5)": Config(prior="vamp", guide="iaf", loss="iwae", particles=5),
     "hierarchical (z 32+16)": Config(model={"z_dim": (32, 16)}),
-    "clusters 10 (z 10)": Config(
-        loss=None, model={"variant": "clusters", "clusters": 10, "z_dim": 10}
+    "clusters 10 (784-500-500-2000-10)": Config(
+        loss=None,
+        model={"variant": "clusters", "clusters": 10, "z_dim": 10, "hidden": (500, 500, 2000)},
     ),
-    f"M2 ({LABELLED} labels)": Config(
+    f"M2 ({LABELLED} labels; conv classifier)": Config(
         loss=None, model={"variant": "semi-supervised", "num_classes": 10}
     ),
 }
@@ -94,17 +96,18 @@ def run(name: str, args, data, heldout) -> dict:
     config = CONFIGS[name]
     pyro.clear_param_store()
     pyro.set_rng_seed(args.seed)
-    vae = build_vae(
-        **{
-            "x_dim": 784,
-            "z_dim": 50,
-            "hidden": (400,),
-            "prior": config.prior,
-            "guide": config.guide,
-            "image_shape": (1, 28, 28),
-            **config.model,
-        }
-    )
+    settings = {
+        "x_dim": 784,
+        "z_dim": 50,
+        "hidden": (400,),
+        "prior": config.prior,
+        "guide": config.guide,
+        "image_shape": (1, 28, 28),
+        **config.model,
+    }
+    # The class itself, not build_vae: a config missing a newer argument would be read
+    # as one saved before it existed, not as the class's default.
+    vae = VARIANTS[settings.pop("variant", "vae")](**settings)
     train, batch_size = training_data(config, data, args.seed, args.batch_size)
     loss = None if config.loss is None else get_loss(config.loss, config.particles)
     history = pyrovae.fit(
@@ -130,7 +133,7 @@ def run(name: str, args, data, heldout) -> dict:
     scores = vae.label_scores(heldout, data.test_labels)
     return {
         "name": name,
-        "prior": "mixture" if config.model.get("variant") == "clusters" else config.prior,
+        "prior": "mixture" if config.model.get("variant") == "clusters" else vae.config["prior"],
         "guide": config.guide,
         "loss": config.loss or "TraceEnum",
         "num_particles": config.particles,

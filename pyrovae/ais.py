@@ -70,12 +70,13 @@ SCHEDULES: dict[str, Callable[[int], torch.Tensor]] = {
 class _Latent:
     """One continuous latent site: its unconstraining map and its chain layout."""
 
-    def __init__(self, site: dict, num_chains: int, batch: int, plate: str) -> None:
+    def __init__(self, site: dict, prior: Any, num_chains: int, batch: int, plate: str) -> None:
         fn = site["fn"]
-        if fn.support.is_discrete:
+        if fn.support.is_discrete or prior.support.is_discrete:
             raise PyrovaeError(
                 f"annealed importance sampling needs continuous latents; site "
-                f"{site['name']!r} is discrete (use log_marginal_likelihood instead)"
+                f"{site['name']!r} is discrete; estimate log p(x) by importance sampling "
+                "(--estimator is, or log_marginal_likelihood)"
             )
         self.name = site["name"]
         self.site, self.plate = site, plate
@@ -132,11 +133,11 @@ def _ais_batch(
     args, kwargs = program.call(batch)
     nesting, plate = program.nesting, program.plate
     with torch.no_grad():
-        _, guide_trace = traces(
+        model_trace, guide_trace = traces(
             model, guide, *args, num_particles=num_chains, plate_nesting=nesting, **kwargs
         )
     latents = [
-        _Latent(site, num_chains, size, plate)
+        _Latent(site, model_trace.nodes[site["name"]]["fn"], num_chains, size, plate)
         for site in guide_trace.nodes.values()
         if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site)
     ]

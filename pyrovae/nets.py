@@ -105,6 +105,57 @@ class ConvEncoder(nn.Module):
         return self.head(h.flatten(1)).reshape(*batch, -1)
 
 
+class ConvClassifier(nn.Module):
+    """A small convolutional classifier of flat images: ``(..., C*H*W)`` to logits.
+
+    Dropout on the input pixels, two 5x5 convolutions each followed by 2x2 max-pooling
+    (32 and 64 channels), dropout, then a hidden layer of 128 units: the classifier
+    q(y | x) of the semi-supervised VAE (:mod:`pyrovae.semisupervised`), where a
+    hundred labels must generalise. Dropout is active in ``train()`` mode only.
+
+    Parameters
+    ----------
+    image_shape
+        ``(channels, height, width)``, height and width at least 4.
+    out_dim
+        Number of classes.
+    activation
+        A key of ``ACTIVATIONS``.
+    dropout
+        Probability of dropping an input pixel, and a unit before the head (0.5).
+    """
+
+    def __init__(
+        self,
+        image_shape: Sequence[int],
+        out_dim: int,
+        activation: str = "relu",
+        dropout: float = 0.5,
+    ) -> None:
+        super().__init__()
+        act = lookup(ACTIVATIONS, activation, "activation")
+        c, h, w = (int(s) for s in image_shape)
+        self.image_shape = (c, h, w)
+        self.net = nn.Sequential(
+            nn.Dropout(dropout),
+            nn.Conv2d(c, 32, 5, padding=2),
+            act(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 5, padding=2),
+            act(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Dropout(dropout),
+            nn.Linear(64 * (h // 4) * (w // 4), 128),
+            act(),
+            nn.Linear(128, out_dim),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch = x.shape[:-1]
+        return self.net(x.reshape(-1, *self.image_shape)).reshape(*batch, -1)
+
+
 class ConvDecoder(nn.Module):
     """A fully connected stem and two stride-2 transposed convolutions.
 

@@ -21,7 +21,9 @@ from collections.abc import Callable
 import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
+from pyro.distributions import constraints
 from pyro.distributions import transforms as T
+from pyro.distributions.torch_distribution import TorchDistribution
 from torch import nn
 
 from pyrovae.errors import PyrovaeError
@@ -198,6 +200,115 @@ class Flow(Prior):
         for layer in self.layers:
             transforms += [layer, T.Permute(self.reverse)]
         return dist.TransformedDistribution(base, transforms, validate_args=False)
+
+
+def nearest_codes(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """Index of the codebook row nearest to each D-vector of ``z`` ``(..., M, D)``: ``(..., M)``.
+
+    Squared distances through one matrix product, computed in float32 even under
+    autocast, so that the choice does not depend on the training precision.
+    """
+    with torch.autocast(z.device.type, enabled=False):
+        z, codebook = z.float(), codebook.float()
+        cross = z @ codebook.T  # (..., M, K)
+        return ((codebook * codebook).sum(-1) - 2 * cross).argmin(-1)
+
+
+class _CodebookPoints(constraints.Constraint):
+    """Vectors of M codes, each code a row of ``codebook`` exactly: a discrete set."""
+
+    is_discrete = True
+    event_dim = 1
+
+    def __init__(self, codebook: torch.Tensor) -> None:
+        super().__init__()
+        self.codebook = codebook
+
+    def check(self, value: torch.Tensor) -> torch.Tensor:
+        codes = value.reshape(*value.shape[:-1], -1, self.codebook.shape[-1])
+        on = (self.codebook[nearest_codes(codes, self.codebook)] == codes).all(-1)
+        if not bool(on.all()):  # two rows closer than rounding: compare with every row
+            on[~on] = (codes[~on].unsqueeze(-2) == self.codebook).all(-1).any(-1)
+        return on.all(-1)
+
+
+class UniformCodes(TorchDistribution):
+    """M codes drawn independently and uniformly from the K rows of a codebook.
+
+    A distribution over vectors of ``M * D`` numbers (the codes laid end to end) whose
+    support is the K^M points made of codebook rows; its density with respect to
+    counting measure there is K^-M, so ``log_prob`` is ``-M log K`` at every such point
+    (and, with argument validation on, an error anywhere else).
+
+    Parameters
+    ----------
+    codebook
+        ``(K, D)``.
+    z_dim
+        ``M * D``.
+    """
+
+    arg_constraints: dict = {}
+
+    def __init__(
+        self,
+        codebook: torch.Tensor,
+        z_dim: int,
+        batch_shape: torch.Size | tuple = (),
+        validate_args: bool | None = None,
+    ) -> None:
+        self.codebook = codebook
+        self.num_codes = z_dim // codebook.shape[-1]
+        super().__init__(torch.Size(batch_shape), torch.Size((z_dim,)), validate_args)
+
+    @constraints.dependent_property(is_discrete=True, event_dim=1)
+    def support(self) -> constraints.Constraint:
+        return _CodebookPoints(self.codebook)
+
+    def expand(self, batch_shape: torch.Size | tuple, _instance=None) -> UniformCodes:
+        new = self._get_checked_instance(UniformCodes, _instance)
+        new.codebook, new.num_codes = self.codebook, self.num_codes
+        super(UniformCodes, new).__init__(torch.Size(batch_shape), self.event_shape, False)
+        new._validate_args = self._validate_args
+        return new
+
+    def sample(self, sample_shape: torch.Size | tuple = ()) -> torch.Tensor:
+        shape = torch.Size(sample_shape) + self.batch_shape + (self.num_codes,)
+        k = torch.randint(len(self.codebook), shape, device=self.codebook.device)
+        return self.codebook.detach()[k].reshape(*shape[:-1], -1)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
+        shape = torch.broadcast_shapes(value.shape[:-1], self.batch_shape)
+        return value.new_full(shape, -self.num_codes * math.log(len(self.codebook)))
+
+
+class Codebook(Prior):
+    """The prior of a vector-quantised latent: z is M codes, each uniform over K rows.
+
+    Not chosen by name: the ``vq`` guide family (:class:`pyrovae.guides.VectorQuantised`)
+    brings it, over its own codebook, as van den Oord et al. (2017) train a VQ-VAE.
+    Every code costs log K nats of KL, whatever x is.
+
+    Parameters
+    ----------
+    z_dim
+        Latent size ``M * D``.
+    codebook
+        A function that returns the current codebook ``(K, D)`` (a plain attribute,
+        not a submodule: the codebook belongs to the guide family).
+    """
+
+    #: The prior's name in a run's config.json.
+    name = "codebook"
+
+    def __init__(self, z_dim: int, codebook: Callable[[], torch.Tensor]) -> None:
+        super().__init__(z_dim)
+        self._codebook = codebook
+
+    def forward(self) -> dist.Distribution:
+        return UniformCodes(self._codebook(), self.z_dim)
 
 
 PRIORS: dict[str, type[Prior]] = {

@@ -26,15 +26,16 @@ of them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pyro
 import pyro.distributions as dist
 import torch
+from torch import nn
 
 from pyrovae.errors import PyrovaeError
-from pyrovae.nets import INITS, MLP
+from pyrovae.nets import INITS, MLP, ConvClassifier
 from pyrovae.registry import lookup
 from pyrovae.vae import VAE
 
@@ -58,6 +59,11 @@ class SemiSupervisedVAE(VAE):
         N datapoints; the default, 500, is of that order for the bundled sample's
         8,000 training images (0.1 N = 800). See ``docs/howto/semi_supervised.md`` for
         what it reaches.
+    classifier
+        The network of q(y | x), a key of ``CLASSIFIERS``: ``"conv"``
+        (:class:`~pyrovae.nets.ConvClassifier`, with dropout; needs ``image_shape``),
+        ``"mlp"`` (the encoder's hidden sizes), or ``"auto"`` (the default): conv for
+        images, mlp otherwise. ``config["classifier"]`` records the choice made.
     **kwargs
         The other arguments of :class:`~pyrovae.VAE`.
 
@@ -80,18 +86,34 @@ class SemiSupervisedVAE(VAE):
         *,
         num_classes: int = 10,
         aux_weight: float = DEFAULT_AUX_WEIGHT,
+        classifier: str = "auto",
         **kwargs: Any,
     ) -> None:
         super().__init__(x_dim, z_dim, hidden, num_classes=num_classes, **kwargs)
         if not aux_weight >= 0:
             raise PyrovaeError(f"aux_weight must be >= 0, got {aux_weight}")
         self.aux_weight = float(aux_weight)
-        activation = self.config["activation"]
-        self.classifier = MLP(self.x_dim, self.num_classes, tuple(hidden), activation)
+        if classifier == "auto":
+            classifier = "conv" if self.image_shape is not None else "mlp"
+        build = lookup(CLASSIFIERS, classifier, "classifier")
+        self.classifier = build(
+            self.x_dim,
+            self.num_classes,
+            tuple(hidden),
+            self.config["activation"],
+            self.image_shape,
+        )
         # p(y) = 1/K; a buffer, so that it moves with the module and is made once.
         self.register_buffer("label_logits", torch.zeros(self.num_classes), persistent=False)
         lookup(INITS, self.config.get("init", "default"), "init")(self.classifier)
-        self.config.update(variant="semi-supervised", aux_weight=self.aux_weight)
+        self.config.update(
+            variant="semi-supervised", aux_weight=self.aux_weight, classifier=classifier
+        )
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> SemiSupervisedVAE:
+        """As :meth:`VAE.from_config`; a config written before ``classifier`` means mlp."""
+        return cls(**{"classifier": "mlp", **config})
 
     def _model_label(self, y: torch.Tensor | None) -> torch.Tensor:
         """y ~ Cat(1/K), observed when given."""
@@ -132,6 +154,31 @@ class SemiSupervisedVAE(VAE):
     def label_scores(self, x: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
         """``test_accuracy``: how often q(y | x)'s most probable class is the label."""
         return {"test_accuracy": float((self.classify(x) == labels.to(x.device)).float().mean())}
+
+
+def _mlp_classifier(
+    x_dim: int, classes: int, hidden: tuple[int, ...], activation: str, image_shape: Any
+) -> nn.Module:
+    return MLP(x_dim, classes, hidden, activation)
+
+
+def _conv_classifier(
+    x_dim: int, classes: int, hidden: tuple[int, ...], activation: str, image_shape: Any
+) -> nn.Module:
+    shape = tuple(int(s) for s in image_shape or ())
+    if len(shape) != 3 or shape[0] * shape[1] * shape[2] != x_dim or min(shape[1:]) < 4:
+        raise PyrovaeError(
+            "the conv classifier needs image_shape=(channels, height, width) of at least "
+            f"4x4 pixels matching x_dim={x_dim}; got {image_shape}: use classifier 'mlp'"
+        )
+    return ConvClassifier(shape, classes, activation)
+
+
+#: The networks of q(y | x), by name: ``build(x_dim, K, hidden, activation, image_shape)``.
+CLASSIFIERS: dict[str, Callable[..., nn.Module]] = {
+    "mlp": _mlp_classifier,
+    "conv": _conv_classifier,
+}
 
 
 def balanced_labels(labels: torch.Tensor, n: int, seed: int) -> torch.Tensor:

@@ -90,6 +90,28 @@ def _check_classes(num_classes: int | None, build_nets: Any, prior: Prior) -> in
     return int(num_classes)
 
 
+def _prior(
+    prior: str | Prior, posterior: GuideFamily, z_dims: tuple[int, ...], kwargs: dict
+) -> Prior:
+    """The prior asked for, or the one the guide family is made for (``vq``)."""
+    implied = posterior.implied_prior()
+    if implied is None:
+        return _build(prior, PRIORS, "prior", z_dims[-1], **kwargs)
+    family = _name_of(posterior, GUIDES)
+    if prior not in ("standard", implied.name) or kwargs:
+        raise PyrovaeError(
+            f"the {family} guide brings its own prior ({implied.name!r}), so --prior "
+            "does not apply with it; leave it out"
+        )
+    if len(z_dims) > 1:
+        raise PyrovaeError(
+            f"the {family} guide's prior is over the latent the encoder gives, which in a "
+            "hierarchical VAE (--z-dim with several sizes) is not the top layer; give "
+            "one size"
+        )
+    return implied
+
+
 def _layer_sizes(z_dim: int | Sequence[int]) -> tuple[int, ...]:
     """The sizes of the stochastic layers, bottom (z_1) first; an int is one layer."""
     try:
@@ -124,7 +146,9 @@ class VAE(nn.Module):
         hierarchical VAE every network between two stochastic layers has one hidden
         layer of size ``hidden[-1]``.
     prior
-        A key of ``PRIORS`` or a :class:`~pyrovae.priors.Prior` module.
+        A key of ``PRIORS`` or a :class:`~pyrovae.priors.Prior` module. A guide family
+        that fixes its prior (``"vq"``: uniform over its codebook) takes none: leave
+        the default.
     likelihood
         A key of ``LIKELIHOODS`` or a :class:`~pyrovae.likelihoods.Likelihood` module.
     guide
@@ -221,7 +245,8 @@ class VAE(nn.Module):
         self.sites = ("z",) if len(z_dims) == 1 else tuple(f"z{i + 1}" for i in range(len(z_dims)))
         self.image_shape = tuple(image_shape) if image_shape is not None else None
         self.name = name if name is not None else f"vae{next(_instance_ids)}"
-        self.prior = _build(prior, PRIORS, "prior", z_dims[-1], **(prior_kwargs or {}))
+        self.posterior = _build(guide, GUIDES, "guide", z_dims[0], **(guide_kwargs or {}))
+        self.prior = _prior(prior, self.posterior, z_dims, prior_kwargs or {})
         if len(z_dims) > 1 and self.prior.reads_encoder:
             raise PyrovaeError(
                 f"the {type(self.prior).__name__} mixes q(z_1 | u) at pseudo-inputs, which "
@@ -231,7 +256,6 @@ class VAE(nn.Module):
         self.likelihood = _build(
             likelihood, LIKELIHOODS, "likelihood", x_dim, **(likelihood_kwargs or {})
         )
-        self.posterior = _build(guide, GUIDES, "guide", z_dims[0], **(guide_kwargs or {}))
         build_nets = lookup(NETS, net, "net")
         self.num_classes = _check_classes(num_classes, build_nets, self.prior)
         labels = self.num_classes or 0
@@ -261,7 +285,7 @@ class VAE(nn.Module):
             "x_dim": self.x_dim,
             "z_dim": self.z_dim if len(z_dims) == 1 else list(z_dims),
             "hidden": [int(h) for h in hidden],
-            "prior": _name_of(prior, PRIORS),
+            "prior": getattr(self.prior, "name", None) or _name_of(prior, PRIORS),
             "likelihood": _name_of(likelihood, LIKELIHOODS),
             "guide": _name_of(guide, GUIDES),
             "net": net,
@@ -275,6 +299,11 @@ class VAE(nn.Module):
             self.config["init"] = init
         if self.num_classes:
             self.config["num_classes"] = self.num_classes
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> VAE:
+        """The VAE that ``config`` (its ``self.config``, less ``"variant"``) describes."""
+        return cls(**config)
 
     # ----------------------------------------------------------------- Pyro programs
     def model(
@@ -337,7 +366,11 @@ class VAE(nn.Module):
         self._register()
         with pyro.plate("data", x.shape[0]):
             y = self._guide_label(x, y)
-            z1 = z = pyro.sample(self.sites[0], self.encode(x, y))
+            params = self._posterior_params(x, y)
+            z1 = z = pyro.sample(self.sites[0], self.posterior(params))
+            if self.training:
+                for name, value in self.posterior.training_factors(params).items():
+                    pyro.factor(name, value, has_rsample=True)
             for site, layer in zip(self.sites[1:], self.up, strict=True):
                 z = pyro.sample(site, layer(z))
             return z1
@@ -387,7 +420,11 @@ class VAE(nn.Module):
         The encoder's output is cast back to the dtype of ``x``: under mixed precision
         (``torch.autocast``) the network runs in half precision, the density in full.
         """
-        return self.posterior(self.encoder(self._labelled(x, y)).to(x.dtype))
+        return self.posterior(self._posterior_params(x, y))
+
+    def _posterior_params(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """The encoder's output for the guide family, in the dtype of ``x``."""
+        return self.encoder(self._labelled(x, y)).to(x.dtype)
 
     def _labelled(self, t: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         """``t`` with the one-hot label appended (conditional VAE); ``t`` itself otherwise."""

@@ -21,5 +21,11 @@ VARIANTS: dict[str, type[VAE]] = {
 
 
 def build_vae(**config: Any) -> VAE:
-    """The VAE a config describes: ``VARIANTS[config["variant"]](**the rest)``."""
-    return lookup(VARIANTS, config.pop("variant", "vae"), "VAE variant")(**config)
+    """The VAE a saved config describes: ``VARIANTS[config["variant"]].from_config(the rest)``.
+
+    Meant for a run's ``config.json`` (a VAE's ``config``): a key missing from it means
+    what runs written before that argument existed did (see each class's
+    ``from_config``), not the class's default. To build a VAE from a few settings, call
+    the class itself.
+    """
+    return lookup(VARIANTS, config.pop("variant", "vae"), "VAE variant").from_config(config)

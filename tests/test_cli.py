@@ -225,6 +225,7 @@ SPREAD = [
     ("mog", "poisson", "lowrank", "trace", []),
     ("flow", "negative-binomial", "iaf", "meanfield", ["--free-bits", "0.5"]),
     ("standard", "student-t", "diagonal", "trace", []),
+    ("standard", "continuous-bernoulli", "vq", "iwae", ["--guide-arg", "codes=16"]),
     (
         "standard",
         "columns",
@@ -532,6 +533,7 @@ def test_a_semi_supervised_run_trains_evaluates_classifies_resumes_and_reports(t
     config = json.loads((run / "config.json").read_text())
     assert config["data"]["labels"] == "semi-supervised" and config["data"]["labelled"] == 20
     assert config["model"]["variant"] == "semi-supervised" and config["train"]["loss"] is None
+    assert config["model"]["classifier"] == "conv"  # auto: the data are images
     assert main(["evaluate", str(run), "--num-samples", "2"]) == 0
     assert "test_accuracy: " in capsys.readouterr().out
     metrics = json.loads((run / "metrics.json").read_text())
@@ -551,6 +553,8 @@ def test_a_semi_supervised_run_trains_evaluates_classifies_resumes_and_reports(t
         (["--labels", "15"], "multiple of the 10 classes"),
         (["--labels", "20", "--loss", "iwae"], "--loss does not apply"),
         (["--labels", "20", "--conditional"], "do not combine"),
+        (["--classifier", "mlp"], "--classifier applies with --labels only"),
+        (["--cluster-weights", "learnt"], "--cluster-weights applies with --clusters only"),
     ):
         assert main(["train", *bad, "--out", str(tmp_path / "bad"), *small]) == 1
         assert message in capsys.readouterr().err and not (tmp_path / "bad").exists()
@@ -559,8 +563,15 @@ def test_a_semi_supervised_run_trains_evaluates_classifies_resumes_and_reports(t
 def test_a_cluster_run_trains_evaluates_clusters_resumes_and_reports(tmp_path, capsys):
     run = tmp_path / "clusters"
     small = ["--z-dim", "4", "--hidden", "16", "--no-progress", "--seed", "1"]
-    assert main(["train", "--clusters", "5", "--epochs", "1", "--out", str(run), *small]) == 0
-    assert json.loads((run / "config.json").read_text())["model"]["clusters"] == 5
+    args = ["train", "--clusters", "5", "--cluster-weights", "learnt", "--epochs", "1"]
+    assert main([*args, "--out", str(run), *small]) == 0
+    model = json.loads((run / "config.json").read_text())["model"]
+    assert model["clusters"] == 5 and model["learn_weights"] is True
+    sized = tmp_path / "sized"  # the cluster VAE's own sizes when none are given
+    assert main(["train", "--clusters", "3", "--epochs", "0", "--out", str(sized)]) == 0
+    model = json.loads((sized / "config.json").read_text())["model"]
+    assert (model["z_dim"], model["hidden"]) == (10, [500, 500, 2000])
+    assert model["learn_weights"] is False and model["init_after"] == 20
     assert main(["evaluate", str(run), "--num-samples", "2"]) == 0
     assert "test_cluster_accuracy: " in capsys.readouterr().out
     metrics = json.loads((run / "metrics.json").read_text())
@@ -600,6 +611,38 @@ def test_a_hierarchical_run_trains_evaluates_resumes_reports_and_samples(
     capsys.readouterr()
     assert main(["impute", str(run), "--out", str(tmp_path / "f.npy")]) == 1
     assert "hierarchical" in capsys.readouterr().err
+
+
+def test_a_vq_run_trains_evaluates_resumes_reports_and_samples(tmp_path, tiny_npz, capsys):
+    run = tmp_path / "vq"
+    args = ["train", "--dataset", str(tiny_npz), *TINY, "--guide", "vq", "--out", str(run)]
+    assert main([*args, "--guide-arg", "codes=8"]) == 0
+    model = json.loads((run / "config.json").read_text())["model"]
+    assert (model["guide"], model["prior"], model["guide_kwargs"]) == (
+        "vq",
+        "codebook",
+        {"codes": 8},
+    )
+    assert main(["evaluate", str(run), "--num-samples", "3"]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    # A point mass: the ELBO is the estimate, whatever K; KL is log 8 per code.
+    assert metrics["test_nll"] == pytest.approx(metrics["test_elbo"], abs=1e-3)
+    assert metrics["active_units"]["z"] <= 4 and metrics["kl_per_dim"] == {"z": None}
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--estimator", "ais", "--num-samples", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "discrete; estimate log p(x) by importance sampling" in err
+    assert err.strip().count("\n") == 0
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 0
+    assert json.loads((run / "history.json").read_text())["epoch"] == [1, 2]
+    assert main(["report", str(run)]) == 0 and (run / "report.html").exists()
+    assert main(["sample", str(run), "--n", "4", "--out", str(tmp_path / "s.npy")]) == 0
+    assert np.load(tmp_path / "s.npy").shape == (4, 1, 28, 28)
+    assert main(["encode", str(run), "--out", str(tmp_path / "z.npy")]) == 0
+    assert np.load(tmp_path / "z.npy").shape == (60, 4)  # the codes, laid end to end
+    out = tmp_path / "refused"
+    assert main([*args[:-1], str(out), "--prior", "mog"]) == 1
+    assert "brings its own prior" in capsys.readouterr().err and not out.exists()
 
 
 def test_one_z_size_keeps_the_config_an_int_and_vamp_is_refused_for_several(

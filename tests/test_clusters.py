@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import pyro
 import pytest
 import torch
 from pyro.infer import Trace_ELBO, TraceEnum_ELBO
 
 import pyrovae
-from pyrovae.clusters import ClusterVAE, _max_assignment, best_match_accuracy
+from pyrovae.clusters import ClusterVAE, _max_assignment, best_match_accuracy, fit_mixture
 from pyrovae.errors import PyrovaeError
 from pyrovae.guides import GUIDES
 from pyrovae.likelihoods import LIKELIHOODS
@@ -88,6 +90,10 @@ def test_refusals_and_rebuilding():
     ("likelihood", "guide"), [(lk, g) for lk in sorted(LIKELIHOODS) for g in sorted(GUIDES)]
 )
 def test_every_likelihood_and_guide_runs_with_clusters(likelihood, guide):
+    if GUIDES[guide].brings_prior:  # vq: its own codebook prior, not the mixture
+        with pytest.raises(PyrovaeError, match="do not combine"):
+            _vae(likelihood=likelihood, guide=guide)
+        return
     vae = _vae(likelihood=likelihood, guide=guide)
     x = vae.sample(4, mean=False)
     vae.likelihood.check_support(x)
@@ -99,3 +105,81 @@ def test_every_likelihood_and_guide_runs_with_clusters(likelihood, guide):
     est = pyrovae.log_marginal_likelihood(vae.model, vae.guide, x, num_samples=3)
     assert torch.isfinite(est.per_datapoint).all()
     assert vae.cluster(x).shape == (4,)
+
+
+# ------------------------------------------------------------ VaDE's initialisation
+def test_fit_mixture_recovers_a_known_mixture():
+    torch.manual_seed(0)
+    weights = torch.tensor([0.2, 0.3, 0.5])
+    locs = torch.tensor([[-6.0, 0.0], [0.0, 6.0], [6.0, -3.0]])
+    scales = torch.tensor([[0.5, 1.0], [1.0, 0.3], [0.8, 0.8]])
+    c = torch.multinomial(weights, 6000, replacement=True)
+    z = locs[c] + scales[c] * torch.randn(6000, 2)
+    log_w, got_locs, got_scales = fit_mixture(z, 3, seed=1)
+    order = got_locs[:, 0].argsort()  # components come in any order
+    assert torch.allclose(log_w[order].exp().float(), weights, atol=0.02)
+    assert torch.allclose(got_locs[order].float(), locs, atol=0.06)
+    assert torch.allclose(got_scales[order].float(), scales, atol=0.05)
+    with pytest.raises(PyrovaeError, match="at least 3 datapoints"):
+        fit_mixture(z[:2], 3)
+
+
+@pytest.mark.parametrize("learn_weights", [False, True])
+def test_fit_clusters_sets_the_mixture_fitted_to_the_posterior_means(learn_weights):
+    torch.manual_seed(0)
+    vae, x = _vae(learn_weights=learn_weights), torch.bernoulli(torch.full((60, 6), 0.5))
+    assert isinstance(vae.cluster_logits, torch.nn.Parameter) == learn_weights
+    vae.fit_clusters(x, batch_size=7)
+    assert vae.training  # its mode is restored
+    vae.eval()
+    log_w, locs, scales = fit_mixture(vae._posterior_mean(x), 3)
+    weights = log_w.float() if learn_weights else torch.full((3,), -math.log(3))
+    assert torch.allclose(vae.cluster_logits.log_softmax(-1), weights, atol=1e-5)
+    assert torch.allclose(vae.cluster_locs, locs.float(), atol=1e-5)
+    assert torch.allclose(vae._components().base_dist.scale, scales.float(), atol=1e-5)
+
+
+def test_fit_mixture_gives_the_k_means_clusters_moments_and_em_refines_them():
+    torch.manual_seed(0)
+    z = torch.cat([torch.randn(50, 2) - 5, torch.randn(150, 2) + 5])
+    log_w, locs, scales = fit_mixture(z, 2)
+    first = int(locs[:, 0].argmin())
+    part = z[:50]  # k-means separates the two exactly: their shares, means and spreads
+    assert torch.allclose(log_w[first].exp(), torch.tensor(0.25, dtype=torch.float64))
+    assert torch.allclose(locs[first].float(), part.mean(0), atol=1e-6)
+    assert torch.allclose(scales[first].float(), part.std(0, correction=0), atol=1e-6)
+    refined = fit_mixture(z, 2, em_steps=5)
+    assert torch.allclose(refined[1], locs, atol=1e-3)  # already EM's fixed point here
+
+
+def test_fit_sets_the_mixture_once_after_init_after_epochs_before_the_callback(monkeypatch):
+    pyro.clear_param_store()
+    torch.manual_seed(0)
+    vae, x = _vae(init_after=2), torch.bernoulli(torch.full((16, 6), 0.5))
+    fitted, seen = [], {}
+    original = ClusterVAE.fit_clusters
+
+    def spy(self, data, **kwargs):
+        original(self, data, **kwargs)
+        fitted.append((data, self.cluster_locs.detach().clone()))
+
+    monkeypatch.setattr(ClusterVAE, "fit_clusters", spy)
+
+    def callback(state):
+        seen[state.epoch] = vae.cluster_locs.detach().clone()
+
+    pyrovae.fit(vae, x, epochs=3, batch_size=8, progress=False, binarize="none", callback=callback)
+    assert len(fitted) == 1 and fitted[0][0] is x
+    assert torch.equal(seen[2], fitted[0][1])  # the callback (the checkpoint) sees it
+    assert not torch.equal(seen[3], seen[2])  # and training goes on from there
+
+
+def test_a_config_written_before_init_after_never_refits_and_learns_pi():
+    vae = _vae()
+    assert vae.init_after == 20 and vae.config["init_after"] == 20
+    assert vae.config["learn_weights"] is False
+    old = {k: v for k, v in vae.config.items() if k not in ("init_after", "learn_weights")}
+    again = build_vae(**old)
+    assert again.init_after == 0 and again.learn_weights
+    with pytest.raises(PyrovaeError, match="init_after"):
+        _vae(init_after=-1)

@@ -74,7 +74,12 @@ def test_mixture_marginals_are_the_per_unit_mixtures():
 
 @pytest.mark.parametrize(
     ("prior", "guide_name", "analytic"),
-    [("mog", "diagonal", False), ("standard", "lowrank", True), ("flow", "diagonal", None)],
+    [
+        ("mog", "diagonal", False),
+        ("standard", "lowrank", True),
+        ("flow", "diagonal", None),
+        ("standard", "vq", None),  # codes: no per-unit marginals (each code costs log K)
+    ],
 )
 def test_every_kind_of_prior_and_guide_is_diagnosed_or_said_not_to_be(prior, guide_name, analytic):
     vae = pyrovae.VAE(z_dim=3, hidden=(8,), prior=prior, guide=guide_name)

@@ -100,6 +100,12 @@ ROWS = [
     ("unknown prior", "pyrovae train --prior cauchy", None),
     ("unknown likelihood", "pyrovae train --likelihood beta", None),
     ("unknown guide", "pyrovae train --guide nf", None),
+    ("a prior with the vq guide", "pyrovae train --guide vq --prior mog", None),
+    (
+        "a vq code size that does not divide z",
+        "pyrovae train --guide vq --guide-arg code_dim=7",
+        None,
+    ),
     ("unknown loss", "pyrovae train --loss vimco", None),
     ("CUDA where there is none", "pyrovae train --device cuda", None),
     ("negative epochs", "pyrovae train --epochs -1", None),

@@ -13,6 +13,7 @@ import pyrovae
 from pyrovae.errors import PyrovaeError
 from pyrovae.guides import GUIDES
 from pyrovae.likelihoods import LIKELIHOODS
+from pyrovae.nets import MLP, ConvClassifier
 from pyrovae.priors import PRIORS
 from pyrovae.semisupervised import SemiSupervisedBatches, SemiSupervisedVAE, balanced_labels
 from pyrovae.variants import build_vae
@@ -135,6 +136,10 @@ def test_a_config_rebuilds_the_same_variant():
 @pytest.mark.filterwarnings("ignore:median effective sample size")
 def test_every_part_runs_in_m2_or_says_why_not(prior, likelihood, guide):
     parts = {"prior": prior, "likelihood": likelihood, "guide": guide}
+    if GUIDES[guide].brings_prior and prior != "standard":
+        with pytest.raises(PyrovaeError, match="brings its own prior"):
+            _m2(**parts)
+        return
     if PRIORS[prior].reads_encoder:
         with pytest.raises(PyrovaeError, match="VampPrior"):
             _m2(**parts)
@@ -161,3 +166,34 @@ def test_q_y_learns_from_labels_on_separable_data():
     data = SemiSupervisedBatches(x[4:], x[:4], y[:4], batch_size=32, seed=0)
     pyrovae.fit(vae, data, epochs=15, device="cpu", progress=False, binarize="none", lr=1e-2)
     assert (vae.classify(x) == y).float().mean() > 0.9
+
+
+def test_the_classifier_is_a_cnn_for_images_and_an_mlp_for_tables_by_default():
+    images = SemiSupervisedVAE(z_dim=2, hidden=(8,), image_shape=(1, 28, 28))
+    assert isinstance(images.classifier, ConvClassifier)
+    assert images.config["classifier"] == "conv"
+    assert _m2().config["classifier"] == "mlp" and isinstance(_m2().classifier, MLP)
+    chosen = SemiSupervisedVAE(z_dim=2, hidden=(8,), image_shape=(1, 28, 28), classifier="mlp")
+    assert isinstance(chosen.classifier, MLP)
+    with pytest.raises(PyrovaeError, match="conv classifier needs image_shape"):
+        _m2(classifier="conv")
+    with pytest.raises(PyrovaeError, match="unknown classifier"):
+        _m2(classifier="resnet")
+
+
+def test_the_conv_classifier_drops_out_in_training_only():
+    torch.manual_seed(0)
+    vae = SemiSupervisedVAE(z_dim=2, hidden=(8,), image_shape=(1, 8, 8), x_dim=64, num_classes=K)
+    x = torch.rand(5, 64)
+    assert not torch.equal(vae.classifier(x), vae.classifier(x))  # dropout in train()
+    vae.eval()
+    assert torch.equal(vae.classify(x), vae.classify(x)) and vae.class_probs(x).shape == (5, K)
+    assert torch.allclose(vae.class_probs(x).sum(-1), torch.ones(5))
+
+
+def test_a_config_written_before_the_classifier_option_rebuilds_its_mlp():
+    old = SemiSupervisedVAE(z_dim=2, hidden=(8,), image_shape=(1, 28, 28), classifier="mlp")
+    config = {k: v for k, v in old.config.items() if k != "classifier"}
+    again = build_vae(**config)
+    assert isinstance(again.classifier, MLP)
+    again.load_state_dict(old.state_dict())

@@ -1,3 +1,5 @@
+import math
+
 import pyro
 import pytest
 import torch
@@ -75,13 +77,30 @@ def test_model_generates_without_data():
     [(p, lk, g) for p in sorted(PRIORS) for lk in sorted(LIKELIHOODS) for g in sorted(GUIDES)],
 )
 def test_every_combination_builds_by_name_and_runs(prior, likelihood, guide):
-    vae = VAE(x_dim=16, z_dim=3, hidden=(8,), prior=prior, likelihood=likelihood, guide=guide)
-    assert vae.config["prior"] == prior and vae.config["likelihood"] == likelihood
+    parts = {"prior": prior, "likelihood": likelihood, "guide": guide}
+    if GUIDES[guide].brings_prior and prior != "standard":
+        with pytest.raises(PyrovaeError, match="brings its own prior"):
+            VAE(x_dim=16, z_dim=3, hidden=(8,), **parts)
+        return
+    vae = VAE(x_dim=16, z_dim=3, hidden=(8,), **parts)
+    own = vae.prior.name if GUIDES[guide].brings_prior else prior
+    assert vae.config["prior"] == own and vae.config["likelihood"] == likelihood
     assert vae.config["guide"] == guide
     x = vae.model(None, num_samples=4)
     vae.likelihood.check_support(x)
     lw = pyrovae.marginal.trace_log_weights(vae.model, vae.guide, x, num_particles=3)
     assert lw.log_weight.shape == (3, 4) and torch.isfinite(lw.log_weight).all()
+
+
+def _refusal(prior: str, guide: str, structure: str | None = None) -> str | None:
+    """What the VAE says when these parts do not combine (None: they do)."""
+    if GUIDES[guide].brings_prior:  # vq: its codebook prior, over the encoder's latent
+        if prior != "standard":
+            return "brings its own prior"
+        return "hierarchical" if structure == "hierarchical" else None
+    if PRIORS[prior].reads_encoder:  # pseudo-inputs: no label, and in z_1's space
+        return "VampPrior"
+    return None
 
 
 STRUCTURES = {
@@ -100,8 +119,9 @@ def test_every_combination_runs_conditional_and_hierarchical_or_says_why_not(
 ):
     settings = {"x_dim": 16, "z_dim": 3, "hidden": (8,), **STRUCTURES[structure]}
     parts = {"prior": prior, "likelihood": likelihood, "guide": guide}
-    if PRIORS[prior].reads_encoder:  # pseudo-inputs: no label, and in z_1's space
-        with pytest.raises(PyrovaeError, match="VampPrior"):
+    refusal = _refusal(prior, guide, structure)
+    if refusal:
+        with pytest.raises(PyrovaeError, match=refusal):
             VAE(**settings, **parts)
         return
     vae = VAE(**settings, **parts)
@@ -296,3 +316,77 @@ def test_latent_units_reports_every_layer():
     assert set(units) == {"z1", "z2"}
     assert units["z1"].variance.shape == (6,) and units["z2"].kl.shape == (3,)
     assert units["z1"].analytic and units["z2"].analytic
+
+
+# ------------------------------------------------------- the vector-quantised guide
+def _vq_vae(**kwargs):
+    torch.manual_seed(0)
+    settings = {"guide_kwargs": {"codes": 3, "code_dim": 2}, **kwargs}
+    return VAE(x_dim=6, z_dim=4, hidden=(8,), guide="vq", **settings)
+
+
+def test_vq_log_weight_is_the_likelihood_at_the_nearest_codes_minus_m_log_k():
+    vae = _vq_vae().eval()
+    x = _binary(5, 6)
+    lw = pyrovae.marginal.trace_log_weights(vae.model, vae.guide, x, num_particles=2)
+    z_e = vae.encoder(x).reshape(5, 2, 2)
+    rows = vae.posterior.codebook
+    z_q = rows[(z_e.unsqueeze(-2) - rows).norm(dim=-1).argmin(-1)].reshape(5, 4)
+    expected = vae.decode(z_q).log_prob(x) - 2 * math.log(3)
+    assert torch.allclose(lw.log_weight, expected.expand(2, 5), atol=1e-5)
+    assert torch.allclose(lw.log_guide, torch.zeros(2, 5))
+    est = pyrovae.log_marginal_likelihood(vae.model, vae.guide, x, num_samples=4)
+    assert torch.allclose(est.per_datapoint, expected, atol=1e-5)  # a point mass: exact
+
+
+def test_vq_codebook_and_commitment_terms_are_guide_factors_in_training_only():
+    vae = _vq_vae(guide_kwargs={"codes": 3, "code_dim": 2, "commitment": 0.5})
+    x = _binary(5, 6)
+    trace = poutine.trace(vae.guide).get_trace(x)
+    z_e = vae.encoder(x).reshape(5, 2, 2)
+    z_q = trace.nodes["z"]["value"].reshape(5, 2, 2)
+    gap = (z_e - z_q).pow(2).sum((1, 2))
+    for name, weight in (("codebook", 1.0), ("commitment", 0.5)):
+        site = trace.nodes[name]
+        assert [f.name for f in site["cond_indep_stack"]] == ["data"]
+        assert torch.allclose(site["fn"].log_factor, weight * gap, atol=1e-6)
+    assert {"codebook", "commitment"}.isdisjoint(poutine.trace(vae.eval().guide).get_trace(x))
+
+
+def test_vq_rebuilds_from_its_config_with_the_codebook_prior():
+    vae = _vq_vae()
+    assert vae.config["prior"] == "codebook" and vae.config["guide"] == "vq"
+    again = VAE(**{**vae.config, "image_shape": None})
+    assert again.config == vae.config
+    assert isinstance(again.prior(), pyrovae.priors.UniformCodes)
+
+
+def test_fit_trains_a_vq_vae_and_moves_its_codebook():
+    vae = _vq_vae()
+    before = vae.posterior.codebook.detach().clone()
+    x = _binary(64, 6)
+    history = pyrovae.fit(vae, x, epochs=3, batch_size=16, progress=False, seed=0)
+    assert all(math.isfinite(v) for v in history["train_elbo"])
+    assert not torch.equal(vae.posterior.codebook.detach(), before)
+    assert vae.prior().support.check(vae.prior().sample((5,))).all()
+    assert vae.sample(5).shape == (5, 6)
+
+
+def test_ais_refuses_a_vq_vae_in_one_line():
+    vae = _vq_vae().eval()
+    with pytest.raises(PyrovaeError, match="site 'z' is discrete; estimate log p"):
+        pyrovae.annealed_importance_sampling(vae.model, vae.guide, _binary(3, 6), num_chains=2)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"prior": "mog"}, "brings its own prior"),
+        ({"prior_kwargs": {"num_components": 3}}, "brings its own prior"),
+        ({"z_dim": (4, 2)}, "hierarchical"),
+    ],
+)
+def test_vq_refuses_what_does_not_apply(kwargs, match):
+    settings = {"x_dim": 6, "z_dim": 4, "hidden": (8,), "guide": "vq", **kwargs}
+    with pytest.raises(PyrovaeError, match=match):
+        VAE(**settings)

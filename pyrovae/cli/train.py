@@ -82,6 +82,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     from pyrovae.likelihoods import LIKELIHOODS
     from pyrovae.nets import ACTIVATIONS, INITS, NETS
     from pyrovae.priors import PRIORS
+    from pyrovae.semisupervised import CLASSIFIERS
 
     model = p.add_argument_group("model")
     model.add_argument(
@@ -103,11 +104,15 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     model.add_argument(
         "--z-dim",
         type=_sizes,
-        help="latent size (default 50); several sizes, e.g. 32,16, for a hierarchical VAE "
-        "with one stochastic layer each, z1 (next to x) first: p(z2) p(z1|z2) p(x|z1), "
-        "q(z1|x) q(z2|z1) (Burda et al. 2016)",
+        help="latent size (default 50; 10 with --clusters); several sizes, e.g. 32,16, "
+        "for a hierarchical VAE with one stochastic layer each, z1 (next to x) first: "
+        "p(z2) p(z1|z2) p(x|z1), q(z1|x) q(z2|z1) (Burda et al. 2016)",
     )
-    model.add_argument("--hidden", type=_sizes, help="hidden sizes, e.g. 512,256 (default 400)")
+    model.add_argument(
+        "--hidden",
+        type=_sizes,
+        help="hidden sizes, e.g. 512,256 (default 400; 500,500,2000 with --clusters)",
+    )
     model.add_argument("--prior", **_choice(PRIORS), help="prior p(z) (default standard)")
     model.add_argument(
         "--likelihood", **_choice(LIKELIHOODS), help="likelihood p(x|z) (default bernoulli)"
@@ -143,11 +148,23 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
         "classify writes q(y|x)'s classes",
     )
     model.add_argument(
+        "--classifier",
+        **_choice({"auto": None, **CLASSIFIERS}),
+        help="with --labels: the network of q(y|x): conv (small CNN with dropout), mlp, or "
+        "auto (default): conv for images, mlp for tables",
+    )
+    model.add_argument(
         "--clusters",
         type=_positive_int,
         metavar="K",
         help="a discrete cluster latent: c ~ Cat(pi), z ~ N(mu_c, sigma_c), c summed out "
-        "exactly; then pyrovae cluster writes each datapoint's cluster",
+        "exactly, the mixture fitted to the encoder's means after 20 epochs (VaDE); then "
+        "pyrovae cluster writes each datapoint's cluster",
+    )
+    model.add_argument(
+        "--cluster-weights",
+        choices=("uniform", "learnt"),
+        help="with --clusters: pi, the clusters' weights: uniform (default) or learnt",
     )
     model.add_argument("--activation", **_choice(ACTIVATIONS), help="(default relu)")
     model.add_argument(
@@ -287,7 +304,9 @@ VAE_FLAGS: dict[str, Any] = {
     "init": "default",
     "conditional": False,
     "labels": None,
+    "classifier": None,
     "clusters": None,
+    "cluster_weights": None,
     "prior_arg": [],
     "likelihood_arg": [],
     "guide_arg": [],
@@ -313,6 +332,16 @@ def _model_config(args: argparse.Namespace) -> dict[str, Any]:
         k: getattr(args, k) if getattr(args, k) not in (None, []) else d
         for k, d in VAE_FLAGS.items()
     }
+    variant = _variant(values)[0]
+    values.update(
+        {k: v for k, v in _sizes_of(variant.get("variant")).items() if getattr(args, k) is None}
+    )
+    for option, (flag, setting) in VARIANT_OPTIONS.items():
+        if values[option] is not None:
+            if not values[flag]:
+                name, needs = option.replace("_", "-"), flag.replace("_", "-")
+                raise PyrovaeError(f"--{name} applies with --{needs} only")
+            variant.update(setting(values[option]))
     return {
         "z_dim": _z_dim(values["z_dim"]),
         "hidden": list(values["hidden"]),
@@ -325,7 +354,7 @@ def _model_config(args: argparse.Namespace) -> dict[str, Any]:
         "likelihood_kwargs": dict(values["likelihood_arg"]),
         "guide_kwargs": dict(values["guide_arg"]),
         **({"init": values["init"]} if values["init"] != "default" else {}),
-        **_variant(values)[0],
+        **variant,
     }
 
 
@@ -334,11 +363,41 @@ def _model_config(args: argparse.Namespace) -> dict[str, Any]:
 VARIANT_FLAGS: dict[str, Callable[[Any], tuple[dict[str, Any], dict[str, Any]]]] = {
     "conditional": lambda on: ({}, {"labels": "condition"}),
     "labels": lambda n: (
-        {"variant": "semi-supervised"},
+        {"variant": "semi-supervised", **_defaults("semi-supervised", "classifier")},
         {"labels": "semi-supervised", "labelled": n},
     ),
-    "clusters": lambda k: ({"variant": "clusters", "clusters": k}, {}),
+    "clusters": lambda k: (
+        {
+            "variant": "clusters",
+            "clusters": k,
+            **_defaults("clusters", "init_after", "learn_weights"),
+        },
+        {},
+    ),
 }
+
+
+#: Options of one variant: option -> (the variant's flag, its model settings).
+VARIANT_OPTIONS: dict[str, tuple[str, Callable[[Any], dict[str, Any]]]] = {
+    "classifier": ("labels", lambda name: {"classifier": name}),
+    "cluster_weights": ("clusters", lambda kind: {"learn_weights": kind == "learnt"}),
+}
+
+
+def _defaults(variant: str | None, *names: str) -> dict[str, Any]:
+    """The defaults of a variant class's arguments ``names``, written into a new run's
+    config so that it does not read as one written before those arguments existed."""
+    import inspect
+
+    from pyrovae.variants import VARIANTS
+
+    params = inspect.signature(VARIANTS[variant or "vae"]).parameters
+    return {name: params[name].default for name in names}
+
+
+def _sizes_of(variant: str | None) -> dict[str, Any]:
+    """The default ``z_dim`` and ``hidden`` of a variant's class (the cluster VAE's differ)."""
+    return _defaults(variant, "z_dim", "hidden")
 
 
 def _variant(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

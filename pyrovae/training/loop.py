@@ -173,7 +173,11 @@ def fit(
     vae_or_model_guide
         A :class:`~pyrovae.VAE`, an object with ``model`` and ``guide`` methods, or a
         ``(model, guide)`` pair of Pyro programs whose per-datapoint sites lie under one
-        plate over the minibatch (any name).
+        plate over the minibatch (any name). An object with an
+        ``end_of_epoch(epoch, data)`` method (the cluster VAE) has it called with the
+        number of the epoch just finished and ``data`` as given, after the epoch's last
+        step and before validation and ``callback``, so that what it changes is
+        validated and checkpointed.
     data
         Training data in any form of :mod:`pyrovae.batches`: a tensor or array
         (``model(x)``; uint8 is read as grey levels and divided by 255), a tuple or dict
@@ -365,6 +369,9 @@ def fit(
         if stopped:  # by the callback, mid-epoch
             break
         batches.steps = state.step
+        end_of_epoch = getattr(vae_or_model_guide, "end_of_epoch", None)
+        if end_of_epoch is not None:  # e.g. the cluster VAE sets its mixture once
+            end_of_epoch(state.epoch + 1, data)
         record = _record(state, total, batches.size, start, kl_weight.scale, svi.lr)
         if val is not None:
             record.update(_validate(model, guide, val, eval_batch_size, plate))
