@@ -11,6 +11,8 @@ uses it, the others ignore it. No prior needs to know which other parts it is pa
 with.
 
 ``PRIORS`` is the registry: a name maps to a class constructed as ``cls(z_dim, **kwargs)``.
+:class:`Codebook`, uniform over a vector quantiser's codebook, is not in it: the ``vq``
+guide family brings it (:meth:`pyrovae.guides.GuideFamily.implied_prior`).
 """
 
 from __future__ import annotations

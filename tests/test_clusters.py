@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import math
+from pathlib import Path
 
 import pyro
 import pytest
 import torch
+import torch.multiprocessing as mp
 from pyro.infer import Trace_ELBO, TraceEnum_ELBO
 
 import pyrovae
@@ -183,3 +186,35 @@ def test_a_config_written_before_init_after_never_refits_and_learns_pi():
     assert again.init_after == 0 and again.learn_weights
     with pytest.raises(PyrovaeError, match="init_after"):
         _vae(init_after=-1)
+
+
+def _fit_on_rank_data(rank: int) -> ClusterVAE:
+    """The same VAE on every process, each fitting its own (different) data."""
+    torch.manual_seed(0)
+    vae = _vae()
+    torch.manual_seed(100 + rank)
+    vae.fit_clusters(torch.bernoulli(torch.full((40, 6), 0.5)))
+    return vae
+
+
+def cluster_worker(rank: int, world: int, init_file: str, out: str) -> None:
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world
+    )
+    try:
+        torch.save(_fit_on_rank_data(rank).state_dict(), Path(out) / f"rank{rank}.pt")
+    finally:
+        gc.collect()  # cycles go while the process group is alive (see ddp_worker)
+        torch.distributed.destroy_process_group()
+
+
+def test_every_process_gets_the_mixture_process_0_fitted(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent), prepend=":")
+    mp.spawn(cluster_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2)
+    alone = [_fit_on_rank_data(rank).state_dict() for rank in (0, 1)]
+    assert not torch.equal(alone[0]["cluster_locs"], alone[1]["cluster_locs"])
+    for rank in (0, 1):
+        got = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
+        for name in ("cluster_locs", "cluster_raw_scales", "cluster_logits"):
+            assert torch.equal(got[name], alone[0][name]), (rank, name)
