@@ -32,6 +32,20 @@ from pyrovae.training.preemption import Signals, pending
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 
+@pytest.fixture(autouse=True)
+def _deliverable_sigint():
+    """Python's own Ctrl-C handler for each test, as in a terminal.
+
+    A suite launched in the background by a shell without job control inherits SIGINT
+    ignored, which fit rightly leaves alone; these tests are about a deliverable one.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _fit(sample, resume=None, state_dict=None, callback=None, **kwargs):
     pyro.clear_param_store()
     torch.manual_seed(0)
