@@ -43,6 +43,7 @@ TINY = {
         "1",
         "--no-memory",
     ],
+    "structured_accuracy.py": ["--epochs", "1", "--seeds", "0", "--init-after", "1"],
     "compare_configs.py": [
         "--epochs",
         "1",
@@ -70,6 +71,7 @@ EXPECTED = {
     "conditional_samples.py": "labelled as requested:",
     "marginal_vs_pytorch.py": "time ratio pyrovae / plain PyTorch",
     "compare_configs.py": "| standard |",
+    "structured_accuracy.py": "the same classifier on the 100 labels alone",
     "pyro_examples.py": "pyrovae log p against Pyro's Importance",
 }
 
