@@ -73,6 +73,10 @@ class ClusterVAE(VAE):
         The other arguments of :class:`~pyrovae.VAE`.
     """
 
+    #: Epochs ``pyrovae train --clusters`` runs unless told: ``init_after`` and as many
+    #: again from the fitted mixture (20 epochs gave 0.586 matched accuracy, 40 0.6165).
+    default_epochs = 40
+
     #: c is enumerated in the model (no guide site): fit picks ``TraceEnum_ELBO``.
     enumerates_in_model = True
     discrete_latent = "c"

@@ -560,7 +560,7 @@ def test_a_semi_supervised_run_trains_evaluates_classifies_resumes_and_reports(t
         assert message in capsys.readouterr().err and not (tmp_path / "bad").exists()
 
 
-def test_a_cluster_run_trains_evaluates_clusters_resumes_and_reports(tmp_path, capsys):
+def test_a_cluster_run_trains_evaluates_clusters_resumes_and_reports(tmp_path, tiny_npz, capsys):
     run = tmp_path / "clusters"
     small = ["--z-dim", "4", "--hidden", "16", "--no-progress", "--seed", "1"]
     args = ["train", "--clusters", "5", "--cluster-weights", "learnt", "--epochs", "1"]
@@ -572,6 +572,21 @@ def test_a_cluster_run_trains_evaluates_clusters_resumes_and_reports(tmp_path, c
     model = json.loads((sized / "config.json").read_text())["model"]
     assert (model["z_dim"], model["hidden"]) == (10, [500, 500, 2000])
     assert model["learn_weights"] is False and model["init_after"] == 20
+    longer = tmp_path / "longer"  # and its own number of epochs: past init_after
+    args = [
+        "train",
+        "--clusters",
+        "3",
+        "--dataset",
+        str(tiny_npz),
+        "--hidden",
+        "8",
+        "--z-dim",
+        "2",
+    ]
+    assert main([*args, "--no-progress", "--out", str(longer)]) == 0
+    assert json.loads((longer / "config.json").read_text())["train"]["epochs"] == 40
+    assert len(json.loads((longer / "history.json").read_text())["epoch"]) == 40
     assert main(["evaluate", str(run), "--num-samples", "2"]) == 0
     assert "test_cluster_accuracy: " in capsys.readouterr().out
     metrics = json.loads((run / "metrics.json").read_text())

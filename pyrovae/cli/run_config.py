@@ -119,6 +119,14 @@ def _defaults(variant: str | None, *names: str) -> dict[str, Any]:
     return {name: params[name].default for name in names}
 
 
+def _default_epochs(model: dict[str, Any]) -> int:
+    """20, or the variant's own ``default_epochs`` (the cluster VAE's: 40)."""
+    from pyrovae.variants import VARIANTS
+
+    variant = VARIANTS.get(model.get("variant", "vae")) if model.get("kind") != "user" else None
+    return getattr(variant, "default_epochs", 20)
+
+
 def _sizes_of(variant: str | None) -> dict[str, Any]:
     """The default ``z_dim`` and ``hidden`` of a variant's class (the cluster VAE's differ)."""
     return _defaults(variant, "z_dim", "hidden")
@@ -199,7 +207,7 @@ def _config_from_args(args: argparse.Namespace) -> dict[str, Any]:
             **_variant(vars(args))[1],
         },
         "train": {
-            "epochs": 20 if args.epochs is None else args.epochs,
+            "epochs": _default_epochs(model) if args.epochs is None else args.epochs,
             "batch_size": args.batch_size,
             "lr": args.lr,
             "loss": _loss_flag(args, model),

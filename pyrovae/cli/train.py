@@ -210,7 +210,8 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         "--epochs",
         type=_nonnegative_int,
         default=None,
-        help="default 20; with --resume, the new total (default: the run's own)",
+        help="default 20 (40 with --clusters); with --resume, the new total (default: the "
+        "run's own)",
     )
     train.add_argument("--batch-size", type=_positive_int, default=128, help="default 128")
     train.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam step (default 1e-3)")
