@@ -104,7 +104,7 @@ class ClusterVAE(VAE):
         if kwargs.get("num_classes"):
             raise PyrovaeError("--clusters and --conditional do not combine; pick one")
         super().__init__(x_dim, z_dim, hidden, **kwargs)
-        if self.config["prior"] != "standard":
+        if self.posterior.brings_prior:
             raise PyrovaeError(
                 f"the {self.config['guide']} guide brings its own prior, and a cluster "
                 "VAE's prior is its mixture over the clusters; they do not combine"

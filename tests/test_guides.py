@@ -7,6 +7,7 @@ import torch
 
 from pyrovae.errors import PyrovaeError
 from pyrovae.guides import GUIDES
+from pyrovae.priors import UniformCodes
 
 Z = 5
 
@@ -142,8 +143,10 @@ def test_vq_point_mass_on_the_prior_support_and_the_prior_sums_to_one():
     points = torch.stack([torch.cat([rows[a], rows[b]]) for a in range(3) for b in range(3)])
     assert float(prior.log_prob(points).exp().sum()) == pytest.approx(1.0, abs=1e-12)
     assert not prior.support.check(points + 1e-9).any()
+    checked = UniformCodes(rows, 4, validate_args=True)  # the prior's own: unchecked
+    assert torch.equal(checked.log_prob(points), prior.log_prob(points))
     with pytest.raises(ValueError, match="support"):
-        prior.log_prob(points + 1e-9)
+        checked.log_prob(points + 1e-9)
 
 
 def test_vq_prior_draws_codebook_rows_uniformly():

@@ -369,9 +369,7 @@ def fit(
         if stopped:  # by the callback, mid-epoch
             break
         batches.steps = state.step
-        end_of_epoch = getattr(vae_or_model_guide, "end_of_epoch", None)
-        if end_of_epoch is not None:  # e.g. the cluster VAE sets its mixture once
-            end_of_epoch(state.epoch + 1, data)
+        _end_of_epoch_hook(vae_or_model_guide, state.epoch + 1, data)
         record = _record(state, total, batches.size, start, kl_weight.scale, svi.lr)
         if val is not None:
             record.update(_validate(model, guide, val, eval_batch_size, plate))
@@ -511,6 +509,14 @@ def _record(
         "kl_weight": kl_weight,
         "lr": lr,
     }
+
+
+def _end_of_epoch_hook(owner: Any, epoch: int, data: Any) -> None:
+    """``owner.end_of_epoch(epoch, data)``, where the trained object has one (the cluster
+    VAE sets its mixture there once)."""
+    hook = getattr(owner, "end_of_epoch", None)
+    if hook is not None:
+        hook(epoch, data)
 
 
 def _end_epoch(state: TrainState, record: dict, keys: tuple, total: torch.Tensor) -> None:
