@@ -31,11 +31,11 @@ import pyro
 import torch
 
 import pyrovae
-from pyrovae.clusters import best_match_accuracy
-from pyrovae.datasets import get_binarization
-from pyrovae.objectives import get_loss
-from pyrovae.semisupervised import SemiSupervisedBatches, balanced_labels
-from pyrovae.variants import VARIANTS
+from pyrovae.models.clustering import best_match_accuracy
+from pyrovae.data.binarization import get_binarization
+from pyrovae.inference.objectives import get_loss
+from pyrovae.data.labels import SemiSupervisedBatches, balanced_labels
+from pyrovae.models.variants import VARIANTS
 
 #: Labelled training images of the M2 row (10 per class, seeded).
 LABELLED = 100

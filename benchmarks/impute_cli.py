@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pyrovae.tables import read_csv
+from pyrovae.data.tables import read_csv
 
 TRAIN = (
     "--missing mask --standardize --likelihood student-t --loss iwae --num-particles 20 "

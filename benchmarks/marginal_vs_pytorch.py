@@ -29,8 +29,8 @@ import memory  # noqa: E402
 from plain_vae import PlainVAE  # noqa: E402
 
 import pyrovae  # noqa: E402
-from pyrovae.datasets import get_binarization  # noqa: E402
-from pyrovae.marginal import pass_shape  # noqa: E402
+from pyrovae.data.binarization import get_binarization  # noqa: E402
+from pyrovae.inference.passes import pass_shape  # noqa: E402
 from pyrovae.training import resolve_device  # noqa: E402
 
 

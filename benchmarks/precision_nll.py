@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from speed import describe  # noqa: E402
 
 import pyrovae  # noqa: E402
-from pyrovae.datasets import get_binarization  # noqa: E402
-from pyrovae.marginal import log_marginal_likelihood  # noqa: E402
+from pyrovae.data.binarization import get_binarization  # noqa: E402
+from pyrovae.inference.marginal import log_marginal_likelihood  # noqa: E402
 from pyrovae.training import resolve_device  # noqa: E402
 
 

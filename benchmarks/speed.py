@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from plain_vae import PlainVAE  # noqa: E402
 
 import pyrovae  # noqa: E402
-from pyrovae.precision import native_bfloat16, resolve_precision  # noqa: E402
+from pyrovae.inference.precision import native_bfloat16, resolve_precision  # noqa: E402
 from pyrovae.training import resolve_device  # noqa: E402
 
 REFERENCE = "plain PyTorch float32, fused Adam"

@@ -24,8 +24,10 @@ import torch
 import torch.nn.functional as F
 
 import pyrovae
-from pyrovae.clusters import ClusterVAE, best_match_accuracy
-from pyrovae.semisupervised import SemiSupervisedBatches, SemiSupervisedVAE, balanced_labels
+from pyrovae.models.clusters import ClusterVAE
+from pyrovae.models.clustering import best_match_accuracy
+from pyrovae.data.labels import SemiSupervisedBatches, balanced_labels
+from pyrovae.models.semisupervised import SemiSupervisedVAE
 
 
 def clusters(data, seed: int, epochs: int, init_after: int) -> float:

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from plain_vae import PlainTrainer, PlainVAE  # noqa: E402
 
 import pyrovae  # noqa: E402
-from pyrovae.datasets import get_binarization  # noqa: E402
+from pyrovae.data.binarization import get_binarization  # noqa: E402
 from pyrovae.training import resolve_device  # noqa: E402
 
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import pyrovae
-from pyrovae.datasets import get_binarization
+from pyrovae.data.binarization import get_binarization
 
 Z = 16
 

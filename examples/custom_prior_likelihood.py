@@ -26,8 +26,8 @@ from torch import nn
 
 import pyrovae
 from pyrovae.errors import PyrovaeError
-from pyrovae.likelihoods import LIKELIHOODS, Likelihood
-from pyrovae.priors import PRIORS, Prior
+from pyrovae.parts.likelihoods import LIKELIHOODS, Likelihood
+from pyrovae.parts.priors import PRIORS, Prior
 
 
 class StudentTPrior(Prior):

@@ -17,7 +17,8 @@ import argparse
 import torch
 
 import pyrovae
-from pyrovae.applications import bottom_half, impute
+from pyrovae.data.masks import bottom_half
+from pyrovae.use.applications import impute
 
 
 def main() -> None:

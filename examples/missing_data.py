@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 import pyrovae
-from pyrovae.missing import impute, rmse
-from pyrovae.objectives import get_loss
+from pyrovae.inference.imputation import impute, rmse
+from pyrovae.inference.objectives import get_loss
 
 
 def baselines(z: np.ndarray, missing: np.ndarray) -> dict[str, np.ndarray]:

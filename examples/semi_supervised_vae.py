@@ -32,8 +32,8 @@ from pyro.infer import config_enumerate
 from torch import nn
 
 import pyrovae
-from pyrovae.datasets import get_binarization
-from pyrovae.semisupervised import SemiSupervisedBatches, balanced_labels
+from pyrovae.data.binarization import get_binarization
+from pyrovae.data.labels import SemiSupervisedBatches, balanced_labels
 
 NUM_CLASSES = 10
 

@@ -10,8 +10,8 @@ import argparse
 from pathlib import Path
 
 import pyrovae
-from pyrovae import plots
-from pyrovae.datasets import get_binarization
+from pyrovae.use import plots
+from pyrovae.data.binarization import get_binarization
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ import warnings
 import pyro
 
 import pyrovae
-from pyrovae.datasets import get_binarization
+from pyrovae.data.binarization import get_binarization
 
 #: likelihood -> the binarisation its data need
 CHOICES = {"bernoulli": "dynamic", "continuous-bernoulli": "none", "discretized-logistic": "none"}

@@ -16,7 +16,7 @@ import warnings
 import pyro
 
 import pyrovae
-from pyrovae.datasets import get_binarization
+from pyrovae.data.binarization import get_binarization
 
 
 def main() -> None:

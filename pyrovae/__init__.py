@@ -1,30 +1,63 @@
 """pyrovae: variational autoencoders written as Pyro models and guides.
 
-The public API, re-exported from the modules that define it.
+The public API, re-exported from the packages that define it; the layout of the
+package is described in ``docs/concepts.md`` (data, parts, inference, models, runs,
+training, use, cli: each imports only the ones before it).
 """
 
-__version__ = "0.1.0"
-
-from pyrovae.ais import annealed_importance_sampling
-from pyrovae.checkpoint import load
-from pyrovae.datasets import Dataset, load_dataset
-from pyrovae.errors import PyrovaeError
-from pyrovae.marginal import elbo_terms, iwae_bound, log_marginal_likelihood
-from pyrovae.objectives import IWAE_ELBO
-from pyrovae.training import fit
-from pyrovae.vae import VAE
+from pyrovae import _compat
+from pyrovae._version import __version__
+from pyrovae.data.datasets import DataSplit, load_dataset
+from pyrovae.errors import NonFiniteError, Param, Preempted, PyrovaeError
+from pyrovae.inference.ais import annealed_importance_sampling
+from pyrovae.inference.imputation import impute
+from pyrovae.inference.iwae import IWAE_ELBO, FreeBits_ELBO
+from pyrovae.inference.marginal import (
+    Bound,
+    ELBOTerms,
+    MarginalLikelihood,
+    elbo_terms,
+    iwae_bound,
+    log_marginal_likelihood,
+)
+from pyrovae.inference.trace_elbo import Trace_ELBO
+from pyrovae.models.clusters import ClusterVAE
+from pyrovae.models.protocol import Model
+from pyrovae.models.semisupervised import SemiSupervisedVAE
+from pyrovae.models.vae import VAE
+from pyrovae.runs.folder import RunFolder, load, load_run
+from pyrovae.training.loop import fit
+from pyrovae.training.state import TrainState
 
 __all__ = [
     "IWAE_ELBO",
     "VAE",
-    "Dataset",
+    "Bound",
+    "ClusterVAE",
+    "DataSplit",
+    "ELBOTerms",
+    "FreeBits_ELBO",
+    "MarginalLikelihood",
+    "Model",
+    "NonFiniteError",
+    "Param",
+    "Preempted",
     "PyrovaeError",
+    "RunFolder",
+    "SemiSupervisedVAE",
+    "TrainState",
+    "Trace_ELBO",
+    "__version__",
     "annealed_importance_sampling",
     "elbo_terms",
     "fit",
+    "impute",
     "iwae_bound",
     "load",
     "load_dataset",
+    "load_run",
     "log_marginal_likelihood",
-    "__version__",
 ]
+
+_compat.install()
+__getattr__ = _compat.renamed_attribute

@@ -19,6 +19,10 @@ One module per command group:
     ``pyrovae sample``, ``interpolate``, ``encode`` and ``score``.
 ``impute``
     ``pyrovae impute``, for images and for tables with missing entries.
+``run_config``
+    ``pyrovae train``'s flags, made into a new run's ``config.json``.
+``flags``
+    The library's parameters as flags, so that its errors name what to type.
 
 This module holds the registry of commands, ``COMMANDS``, and :func:`main`.
 """
@@ -29,9 +33,10 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from pyrovae import __version__
+from pyrovae._version import __version__
 from pyrovae.cli.common import EXIT_ERROR, _add_report, _Parser
 from pyrovae.cli.evaluate import _add_evaluate, _evaluate, _report
+from pyrovae.cli.flags import speller
 from pyrovae.cli.impute import _add_impute, _impute
 from pyrovae.cli.train import _add_train, _train
 from pyrovae.cli.use import (
@@ -110,15 +115,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pyrovae`` console script; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         COMMANDS[args.command][2](args)
     except Preempted as err:  # SIGTERM or SIGINT: stopped cleanly, as the shell reports it
         if str(err):  # rank 0 only under torchrun
             print(f"pyrovae {args.command}: {err}", file=sys.stderr)
         return 128 + err.signum
-    except PyrovaeError as err:
-        print(f"pyrovae {args.command}: error: {err}", file=sys.stderr)
+    except PyrovaeError as err:  # in the flags' terms, not the library's parameters
+        print(f"pyrovae {args.command}: error: {err.spelled(speller(parser))}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print(f"pyrovae {args.command}: interrupted", file=sys.stderr)

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from pyrovae.errors import PyrovaeError
 
@@ -114,7 +111,7 @@ def _add_run_data(p: argparse.ArgumentParser) -> None:
 
 def _load_run(args: argparse.Namespace, vae_only: bool = True):
     """The run's model and config, and its held-out data, binarised as in training."""
-    from pyrovae.checkpoint import load_run
+    from pyrovae.runs.folder import load_run
 
     run = load_run(args.run_dir, args.dataset, args.data_dir, args.device)
     if vae_only:
@@ -124,7 +121,7 @@ def _load_run(args: argparse.Namespace, vae_only: bool = True):
 
 def _need_vae(model: Any, args: argparse.Namespace) -> None:
     """One-line error for commands that use a pyrovae VAE's encoder and decoder."""
-    from pyrovae.vae import VAE
+    from pyrovae.models.vae import VAE
 
     if not isinstance(model, VAE):
         raise PyrovaeError(
@@ -135,27 +132,18 @@ def _need_vae(model: Any, args: argparse.Namespace) -> None:
 
 
 def _save_png(fig, out: str) -> None:
-    from pyrovae.checkpoint import atomic_write
+    from pyrovae.runs.files import atomic_write, check_output
 
-    path = Path(out)
-    if path.suffix.lower() != ".png":
-        raise PyrovaeError(f"--out {out} must end in .png")
-    if not path.parent.is_dir():
-        raise PyrovaeError(f"--out {out}: folder {path.parent} does not exist")
+    path = check_output(out, (".png",))
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
     print(f"wrote {path}")
 
 
 def _save_array(array, out: str) -> None:
-    from pyrovae.checkpoint import atomic_write
+    from pyrovae.runs.files import write_array
 
-    path = Path(out)
-    if path.suffix != ".npy":
-        raise PyrovaeError(f"--out {out} must end in .npy")
-    if not path.parent.is_dir():
-        raise PyrovaeError(f"--out {out}: folder {path.parent} does not exist")
-    atomic_write(path, lambda f: np.save(f, array))
-    print(f"wrote {path} {tuple(array.shape)}")
+    write_array(out, array)
+    print(f"wrote {out} {tuple(array.shape)}")
 
 
 def _add_report(p: argparse.ArgumentParser) -> None:

@@ -44,28 +44,52 @@ def _add_evaluate(p: argparse.ArgumentParser) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    import math
-    import time
-    import warnings
-
+    """pyrovae evaluate: log p(x) and the ELBO, diagnostics, label scores; metrics.json."""
     import pyro
+
+    from pyrovae.inference.processes import world
+
+    _join_processes(args)
+    rank, size = world()
+    vae, config, data, x = _load_run(args, vae_only=False)
+    pyro.set_rng_seed(args.seed)
+    est, seconds = _estimate(vae, x, args, rank)
+    metrics, nats_per_bit = _is_metrics(est, x, config, args, seconds, size)
+    out = print if rank == 0 else lambda *a, **k: None  # rank 0 speaks for all
+    _print_is(metrics, config, args, seconds, size, out)
+    if args.estimator == "ais":
+        metrics.update(_ais(vae, x, est, args, nats_per_bit, out))
+    if rank > 0:  # every process holds the gathered estimates; rank 0 writes them
+        return
+    metrics.update(_collapse_diagnostics(vae, x))
+    metrics.update(_label_scores(vae, x, data.test_labels if data is not None else None))
+    _write_metrics(Path(args.run_dir), metrics, est)
+
+
+def _join_processes(args: argparse.Namespace) -> None:
+    """Under torchrun, join the processes that share the passes, one GPU each."""
     import torch
 
-    from pyrovae.batches import Batch
-    from pyrovae.checkpoint import read_json, write_json
-    from pyrovae.marginal import log_marginal_likelihood
-    from pyrovae.training import resolve_device
-    from pyrovae.training.distributed import process_device, world
+    from pyrovae.data.devices import resolve_device
+    from pyrovae.inference.processes import world
+    from pyrovae.training.distributed import process_device
 
-    _init_distributed(args.device)  # torchrun: the processes share the passes
+    _init_distributed(args.device)
     rank, size = world()
-    if size > 1:  # one GPU per process where there are several
+    if size > 1:
         dev = process_device(resolve_device(args.device), rank, size)
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
         args.device = str(dev)
-    vae, config, data, x = _load_run(args, vae_only=False)
-    pyro.set_rng_seed(args.seed)
+
+
+def _estimate(vae, x, args: argparse.Namespace, rank: int):
+    """The IS estimate, its warnings printed by rank 0, and the seconds it took."""
+    import time
+    import warnings
+
+    from pyrovae.inference.marginal import log_marginal_likelihood
+
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -79,11 +103,18 @@ def _evaluate(args: argparse.Namespace) -> None:
         )
     for w in caught if rank == 0 else ():
         print(f"warning: {w.message}", file=sys.stderr)
-    seconds = time.perf_counter() - start
+    return est, time.perf_counter() - start
+
+
+def _is_metrics(est, x, config: dict, args, seconds: float, size: int) -> tuple[dict, float]:
+    """The metrics of the IS estimate, and nats per bit per datapoint."""
+    import math
+
+    from pyrovae.data.batches import Batch
+
     first = Batch.of(x).first
     n, dims = first.shape[0], first[0].numel()
     nats_per_bit = math.log(2) * dims
-    source = f"{n} held-out datapoints of {args.dataset or config['data']['dataset']}"
     metrics = {
         "test_elbo": -float(est.elbo.mean()),
         "test_elbo_stderr": float(est.elbo.double().std()) / math.sqrt(n),
@@ -102,34 +133,36 @@ def _evaluate(args: argparse.Namespace) -> None:
         "processes": size,
         "units": "nats per datapoint; test_elbo and test_nll are -ELBO and -log p(x), positive",
     }
-    conditional = isinstance(x, dict) and "y" in x
-    if conditional:  # a conditional VAE: everything is given the labels
+    if isinstance(x, dict) and "y" in x:  # a conditional VAE: everything is given the labels
         metrics["units"] = metrics["units"].replace("log p(x)", "log p(x | y)")
         metrics["conditional_on"] = "y"
-    out = print if rank == 0 else lambda *a, **k: None  # rank 0 speaks for all
+    return metrics, nats_per_bit
+
+
+def _print_is(metrics: dict, config: dict, args, seconds: float, size: int, out) -> None:
+    """The held-out ELBO and NLL, as evaluate prints them."""
+    source = f"{metrics['n_test']} held-out datapoints of {metrics['dataset']}"
     processes = f", {size} processes" if size > 1 else ""
     out(f"{source}, binarisation {config['data']['binarize']}, seed {args.seed}{processes}")
     out(f"held-out ELBO      {-metrics['test_elbo']:10.2f} nats")
-    given = " | y" if conditional else ""
+    given = " | y" if "conditional_on" in metrics else ""
     out(
         f"NLL{given} (IS, K={args.num_samples})  {metrics['test_nll']:8.2f} +- "
         f"{metrics['test_nll_stderr']:.2f} nats   ({metrics['test_nll_bits_per_dim']:.4f} "
         f"bits/dim)   [{seconds:.1f} s]"
     )
-    if args.estimator == "ais":
-        metrics.update(_ais(vae, x, est, args, nats_per_bit, out))
-    if rank > 0:  # every process holds the gathered estimates; rank 0 writes them
-        return
-    metrics.update(_collapse_diagnostics(vae, x))
-    metrics.update(_label_scores(vae, x, data.test_labels))
-    path = Path(args.run_dir) / "metrics.json"
+
+
+def _write_metrics(run_dir: Path, metrics: dict, est) -> None:
+    """metrics.json (merged with what it held) and the per-datapoint log p(x)."""
+    from pyrovae.runs.files import atomic_write, read_json, write_json
+    from pyrovae.use.report import LOG_PX
+
+    path = run_dir / "metrics.json"
     old = read_json(path) if path.exists() else {}
     write_json(path, {**old, **metrics})
-    from pyrovae.checkpoint import atomic_write
-    from pyrovae.report import LOG_PX
-
     per_datapoint = est.per_datapoint.cpu().numpy()
-    atomic_write(Path(args.run_dir) / LOG_PX, lambda f: np.save(f, per_datapoint))
+    atomic_write(run_dir / LOG_PX, lambda f: np.save(f, per_datapoint))
     print(f"wrote {path} and {LOG_PX}")
 
 
@@ -138,7 +171,7 @@ def _ais(vae, x, est, args: argparse.Namespace, nats_per_bit: float, out) -> dic
     import math
     import time
 
-    from pyrovae.ais import annealed_importance_sampling
+    from pyrovae.inference.ais import annealed_importance_sampling
 
     start = time.perf_counter()
     ais = annealed_importance_sampling(
@@ -179,7 +212,7 @@ def _ais(vae, x, est, args: argparse.Namespace, nats_per_bit: float, out) -> dic
 
 def _collapse_diagnostics(vae, x) -> dict:
     """Active units and KL per unit of each latent site, printed and for metrics.json."""
-    from pyrovae.diagnostics import latent_units, summary
+    from pyrovae.use.diagnostics import latent_units, summary
 
     units = latent_units(vae.model, vae.guide, x)
     for name, u in units.items():
@@ -189,16 +222,19 @@ def _collapse_diagnostics(vae, x) -> dict:
 
 
 def _label_scores(vae, x, labels) -> dict:
-    """The VAE's own scores against the held-out labels (M2, cluster VAE), printed."""
-    if labels is None or isinstance(x, dict) or not hasattr(vae, "label_scores"):
+    """The model's own scores against the held-out labels (M2, cluster VAE), printed."""
+    from pyrovae.models.protocol import contract_of
+
+    score = contract_of(vae).label_scores
+    if labels is None or isinstance(x, dict) or score is None:
         return {}
-    scores = vae.label_scores(x, labels.to(x.device))
+    scores = score(x, labels.to(x.device))
     for name, value in scores.items():
         print(f"{name}: {value:.4f}")
     return scores
 
 
 def _report(args: argparse.Namespace) -> None:
-    from pyrovae.report import write_report
+    from pyrovae.use.report import write_report
 
     print(f"wrote {write_report(args.run_dir, device=args.device, data_dir=args.data_dir)}")

@@ -12,7 +12,7 @@ from pyrovae.errors import PyrovaeError
 
 
 def _add_impute(p: argparse.ArgumentParser) -> None:
-    from pyrovae.applications import MASKS
+    from pyrovae.data.masks import MASKS
 
     _add_run_data(p)
     p.add_argument(
@@ -46,7 +46,7 @@ def _add_impute(p: argparse.ArgumentParser) -> None:
 
 def _read_table(path: str):
     """A table with NaN for missing entries (.csv or .npy), and its header."""
-    from pyrovae.tables import check_table, read_csv
+    from pyrovae.data.tables import check_table, read_csv
 
     if path.endswith(".csv"):
         return read_csv(path)
@@ -71,10 +71,12 @@ def _impute_table(args: argparse.Namespace) -> None:
     """Fill the missing entries of a whole table, in the run's units, rows in order."""
     import torch
 
-    from pyrovae.checkpoint import CONFIG, load, read_json
-    from pyrovae.missing import impute
-    from pyrovae.tables import Standardizer, write_table
-    from pyrovae.training import resolve_device
+    from pyrovae.data.devices import resolve_device
+    from pyrovae.data.tables import Standardizer
+    from pyrovae.inference.imputation import impute
+    from pyrovae.models.protocol import contract_of
+    from pyrovae.runs.files import write_table
+    from pyrovae.runs.folder import load, read_config
 
     if args.mask or args.figure:
         raise PyrovaeError(
@@ -82,16 +84,17 @@ def _impute_table(args: argparse.Namespace) -> None:
         )
     if Path(args.out).suffix not in (".csv", ".npy"):
         raise PyrovaeError(f"--out {args.out} must end in .csv or .npy")
-    config = read_json(Path(args.run_dir) / CONFIG)
+    config = read_config(args.run_dir)
     dev = resolve_device(args.device)
     model = load(args.run_dir, device=dev)
     values, header = _read_table(args.dataset)
     x = torch.from_numpy(values)
-    stats = config["data"].get("standardizer")
+    stats = config["data"]["standardizer"]
     scaler = Standardizer.from_config(stats) if stats else None
     xs = (scaler.forward(x.float()) if scaler is not None else x).float()
-    if hasattr(model, "check_data"):
-        model.check_data(torch.nan_to_num(xs, nan=0.0))
+    check = contract_of(model).check_data
+    if check is not None:
+        check(torch.nan_to_num(xs, nan=0.0))
     filled = impute(
         model.model,
         model.guide,
@@ -118,8 +121,9 @@ def _impute(args: argparse.Namespace) -> None:
     import pyro
     import torch
 
-    from pyrovae import plots
-    from pyrovae.applications import MASKS, impute
+    from pyrovae.data.masks import MASKS
+    from pyrovae.use import plots
+    from pyrovae.use.applications import impute
 
     if _is_table_with_missing(args.dataset):
         _impute_table(args)
@@ -148,7 +152,7 @@ def _impute(args: argparse.Namespace) -> None:
             )
     missing = missing.to(x.device)
     pyro.set_rng_seed(args.seed)
-    fill = data.train.mean(0).to(x.device)
+    fill = data.train.mean(0).to(x.device) if data is not None else 0.5
     filled = impute(vae, x, missing, num_samples=args.num_samples, fill=fill)
     _save_array(filled.cpu().numpy(), args.out)
     if args.figure:

@@ -1,50 +1,53 @@
 """``pyrovae train``'s flags, made into a new run's ``config.json``.
 
 The model part names the built-in VAE's parts and variant (or the user's class); the
-data and train parts hold what the run needs to be resumed exactly. Variant flags and
-their options are looked up in tables (``VARIANT_FLAGS``, ``VARIANT_OPTIONS``); a
-variant's defaults come from its class's signature.
+data and train parts hold what the run needs to be resumed exactly (the format:
+:mod:`pyrovae.runs.config`). Variant flags and their options are looked up in tables
+(``VARIANT_FLAGS``, ``VARIANT_OPTIONS``); every default comes from the class's
+signature (the variant's, then the VAE's).
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pyrovae import __version__
+from pyrovae._version import __version__
 from pyrovae.errors import PyrovaeError
 
-VAE_FLAGS: dict[str, Any] = {
-    "z_dim": 50,
-    "hidden": (400,),
-    "prior": "standard",
-    "likelihood": "bernoulli",
-    "guide": "diagonal",
-    "net": "mlp",
-    "activation": "relu",
-    "init": "default",
-    "conditional": False,
-    "labels": None,
-    "classifier": None,
-    "clusters": None,
-    "cluster_weights": None,
-    "prior_arg": [],
-    "likelihood_arg": [],
-    "guide_arg": [],
+#: The flags that set the built-in VAE's constructor arguments: flag -> argument.
+VAE_ARGUMENTS = {
+    "z_dim": "z_dim",
+    "hidden": "hidden",
+    "prior": "prior",
+    "likelihood": "likelihood",
+    "guide": "posterior",
+    "net": "net",
+    "activation": "activation",
+    "init": "init",
 }
+#: The built-in VAE's other flags: its variants, and the arguments of its parts.
+PART_ARGUMENTS = {"prior_arg": "prior", "likelihood_arg": "likelihood", "guide_arg": "posterior"}
+VARIANT_SWITCHES = ("conditional", "labels", "classifier", "clusters", "cluster_weights")
+
+
+def _given(args: argparse.Namespace, flag: str) -> bool:
+    return getattr(args, flag) not in (None, [])
 
 
 def _model_config(args: argparse.Namespace) -> dict[str, Any]:
     """The "model" part of a new run's config: the VAE's settings, or the user's class."""
-    given = [k for k in VAE_FLAGS if getattr(args, k) not in (None, [])]
+    own = [*VAE_ARGUMENTS, *PART_ARGUMENTS, *VARIANT_SWITCHES]
+    given = [k for k in own if _given(args, k)]
     if args.model:
         if given:
             flags = ", ".join("--" + k.replace("_", "-") for k in given)
             raise PyrovaeError(f"the built-in VAE's flags ({flags}) do not apply to --model")
-        from pyrovae.usermodel import import_object
+        from pyrovae.models.user import import_object
 
         import_object(args.model)  # fail now, before anything is written
         where, _, name = args.model.rpartition(":")
@@ -52,34 +55,21 @@ def _model_config(args: argparse.Namespace) -> dict[str, Any]:
         return {"kind": "user", "source": source, "kwargs": dict(args.model_arg)}
     if args.model_arg:
         raise PyrovaeError("--model-arg applies to --model only")
-    values = {
-        k: getattr(args, k) if getattr(args, k) not in (None, []) else d
-        for k, d in VAE_FLAGS.items()
-    }
-    variant = _variant(values)[0]
-    values.update(
-        {k: v for k, v in _sizes_of(variant.get("variant")).items() if getattr(args, k) is None}
-    )
+    variant = _variant(vars(args))[0]
     for option, (flag, setting) in VARIANT_OPTIONS.items():
-        if values[option] is not None:
-            if not values[flag]:
+        if getattr(args, option) is not None:
+            if not _given(args, flag):
                 name, needs = option.replace("_", "-"), flag.replace("_", "-")
                 raise PyrovaeError(f"--{name} applies with --{needs} only")
-            variant.update(setting(values[option]))
-    return {
-        "z_dim": _z_dim(values["z_dim"]),
-        "hidden": list(values["hidden"]),
-        "prior": values["prior"],
-        "likelihood": values["likelihood"],
-        "guide": values["guide"],
-        "net": values["net"],
-        "activation": values["activation"],
-        "prior_kwargs": dict(values["prior_arg"]),
-        "likelihood_kwargs": dict(values["likelihood_arg"]),
-        "guide_kwargs": dict(values["guide_arg"]),
-        **({"init": values["init"]} if values["init"] != "default" else {}),
-        **variant,
+            variant.update(setting(getattr(args, option)))
+    chosen = variant.get("variant", "vae")
+    settings = {
+        argument: getattr(args, flag) if _given(args, flag) else _default(chosen, argument)
+        for flag, argument in VAE_ARGUMENTS.items()
     }
+    settings.update(z_dim=_z_dim(settings["z_dim"]), hidden=list(settings["hidden"]))
+    parts = {f"{part}_kwargs": dict(getattr(args, flag)) for flag, part in PART_ARGUMENTS.items()}
+    return {"kind": "vae", "variant": "vae", **settings, **parts, **variant}
 
 
 #: The flags that make the built-in VAE a variant: flag -> its value -> (the variant's
@@ -108,28 +98,30 @@ VARIANT_OPTIONS: dict[str, tuple[str, Callable[[Any], dict[str, Any]]]] = {
 }
 
 
+def _default(variant: str, argument: str) -> Any:
+    """The default of a constructor argument: the variant's class's, else the VAE's."""
+    from pyrovae.models.variants import VARIANTS
+
+    for cls in (VARIANTS[variant], VARIANTS["vae"]):
+        params = inspect.signature(cls).parameters
+        if argument in params:
+            return params[argument].default
+    raise KeyError(argument)
+
+
 def _defaults(variant: str | None, *names: str) -> dict[str, Any]:
     """The defaults of a variant class's arguments ``names``, written into a new run's
-    config so that it does not read as one written before those arguments existed."""
-    import inspect
-
-    from pyrovae.variants import VARIANTS
-
-    params = inspect.signature(VARIANTS[variant or "vae"]).parameters
-    return {name: params[name].default for name in names}
+    config, so that every setting of a run is in its config."""
+    return {name: _default(variant or "vae", name) for name in names}
 
 
 def _default_epochs(model: dict[str, Any]) -> int:
-    """20, or the variant's own ``default_epochs`` (the cluster VAE's: 40)."""
-    from pyrovae.variants import VARIANTS
+    """The epochs the model's class declares (20; the cluster VAE's: 40)."""
+    from pyrovae.models.protocol import Model
+    from pyrovae.models.variants import VARIANTS
 
-    variant = VARIANTS.get(model.get("variant", "vae")) if model.get("kind") != "user" else None
-    return getattr(variant, "default_epochs", 20)
-
-
-def _sizes_of(variant: str | None) -> dict[str, Any]:
-    """The default ``z_dim`` and ``hidden`` of a variant's class (the cluster VAE's differ)."""
-    return _defaults(variant, "z_dim", "hidden")
+    cls = VARIANTS[model["variant"]] if model["kind"] == "vae" else Model
+    return cls.default_epochs
 
 
 def _variant(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -153,16 +145,15 @@ def _loss_flag(args: argparse.Namespace, model: dict[str, Any]) -> str | None:
     A variant with a discrete latent (M2's y, the cluster VAE's c) has it summed out by
     TraceEnum_ELBO, which fit picks for it; the named ELBOs would sample it instead.
     """
-    from pyrovae.registry import lookup
-    from pyrovae.variants import VARIANTS
+    from pyrovae.models.variants import VARIANTS
 
-    discrete = lookup(VARIANTS, model.get("variant", "vae"), "VAE variant").discrete_latent
+    discrete = VARIANTS[model["variant"]].discrete_latent if model["kind"] == "vae" else None
     if args.loss and discrete:
         raise PyrovaeError(
             f"--loss does not apply here: the discrete latent {discrete} is summed out by "
             f"TraceEnum_ELBO, which --loss {args.loss} would not do; leave it out"
         )
-    return args.loss or (None if model.get("kind") == "user" or discrete else "trace")
+    return args.loss or (None if model["kind"] == "user" or discrete else "trace")
 
 
 def _precision_flag(args: argparse.Namespace) -> str:
@@ -177,25 +168,13 @@ def _precision_flag(args: argparse.Namespace) -> str:
     return "bfloat16"
 
 
-def _resolved_precision(config: dict[str, Any], device: Any) -> str:
-    """The run's precision with auto decided (old runs: their --amp).
-
-    auto is bfloat16 on native hardware for the built-in VAE only: a --model builds its
-    distributions in its own code (see pyrovae.precision).
-    """
-    from pyrovae.precision import resolve_precision
-
-    train_cfg = config["train"]
-    if "precision" not in train_cfg:  # written before --precision existed
-        return "bfloat16" if train_cfg.get("amp") else "float32"
-    safe = config["model"].get("kind") != "user"
-    return resolve_precision(train_cfg["precision"], device, safe)
-
-
 def _config_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The run's config.json, from the command line of a new run."""
+    from pyrovae.runs.config import FORMAT_VERSION
+
     model = _model_config(args)
     return {
+        "format_version": FORMAT_VERSION,
         "pyrovae_version": __version__,
         "model": model,
         "data": {
@@ -203,7 +182,9 @@ def _config_from_args(args: argparse.Namespace) -> dict[str, Any]:
             "data_dir": args.data_dir,
             "binarize": args.binarize,
             "standardize": args.standardize,
+            "standardizer": None,
             "test_fraction": args.test_fraction,
+            "labels": None,
             **_variant(vars(args))[1],
         },
         "train": {
@@ -221,4 +202,5 @@ def _config_from_args(args: argparse.Namespace) -> dict[str, Any]:
             "on_nan": args.on_nan,
             "missing": args.missing,
         },
+        "files": {},
     }

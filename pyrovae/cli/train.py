@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pyrovae import __version__
 from pyrovae.cli.common import (
     _barrier,
     _choice,
@@ -21,8 +20,8 @@ from pyrovae.cli.common import (
     _positive_int,
     _sizes,
 )
-from pyrovae.cli.run_config import _config_from_args, _resolved_precision
-from pyrovae.errors import NonFiniteError, Preempted, PyrovaeError
+from pyrovae.cli.run_config import _config_from_args
+from pyrovae.errors import PyrovaeError
 
 _EXAMPLE_ARGS = {
     "prior": "num_components=20",
@@ -42,7 +41,8 @@ def _add_train(p: argparse.ArgumentParser) -> None:
 
 
 def _add_data_options(p: argparse.ArgumentParser) -> None:
-    from pyrovae.datasets import BINARIZATIONS, DATASETS
+    from pyrovae.data.binarization import BINARIZATIONS
+    from pyrovae.data.datasets import DATASETS
 
     data = p.add_argument_group("data")
     data.add_argument(
@@ -78,11 +78,10 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
-    from pyrovae.guides import GUIDES
-    from pyrovae.likelihoods import LIKELIHOODS
-    from pyrovae.nets import ACTIVATIONS, INITS, NETS
-    from pyrovae.priors import PRIORS
-    from pyrovae.semisupervised import CLASSIFIERS
+    from pyrovae.parts.guides import GUIDES
+    from pyrovae.parts.likelihoods import LIKELIHOODS
+    from pyrovae.parts.nets import ACTIVATIONS, INITS, NETS
+    from pyrovae.parts.priors import PRIORS
 
     model = p.add_argument_group("model")
     model.add_argument(
@@ -129,6 +128,17 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
             help=f"extra argument for the {part}, repeatable "
             f"(e.g. --{part}-arg {_EXAMPLE_ARGS[part]})",
         )
+    _add_variant_options(model)
+    model.add_argument("--activation", **_choice(ACTIVATIONS), help="(default relu)")
+    model.add_argument(
+        "--init", **_choice(INITS), help="initial weights of the networks (default: torch's)"
+    )
+
+
+def _add_variant_options(model: argparse._ArgumentGroup) -> None:
+    """The flags that make the built-in VAE one of its variants (in the model group)."""
+    from pyrovae.parts.nets import CLASSIFIERS
+
     model.add_argument(
         "--conditional",
         action="store_const",
@@ -166,15 +176,11 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
         choices=("uniform", "learnt"),
         help="with --clusters: pi, the clusters' weights: uniform (default) or learnt",
     )
-    model.add_argument("--activation", **_choice(ACTIVATIONS), help="(default relu)")
-    model.add_argument(
-        "--init", **_choice(INITS), help="initial weights of the networks (default: torch's)"
-    )
 
 
 def _add_training_options(p: argparse.ArgumentParser) -> None:
-    from pyrovae.objectives import LOSSES
-    from pyrovae.precision import PRECISIONS
+    from pyrovae.inference.objectives import LOSSES
+    from pyrovae.inference.precision import PRECISIONS
 
     train = p.add_argument_group("training")
     train.add_argument(
@@ -273,245 +279,146 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _check_out(out: Path, force: bool) -> None:
-    from pyrovae.runlock import check_free
-
-    if out.exists() and not out.is_dir():
-        raise PyrovaeError(f"--out {out} exists and is not a folder")
-    if out.is_dir():
-        check_free(out)  # a run under way is never overwritten, --force or not
-    _check_empty(out, force)
-
-
-def _check_empty(out: Path, force: bool) -> None:
-    from pyrovae.runlock import LOCK
-
-    if out.is_dir() and not force and any(p.name != LOCK for p in out.iterdir()):
-        raise PyrovaeError(
-            f"--out {out} already holds files (a previous run?); choose another folder "
-            "or pass --force to overwrite it"
-        )
-
-
-#: The built-in VAE's flags and their defaults; they do not apply to --model.
-def _build_vae(config: dict[str, Any]):
-    """Data and VAE of a run config; fills in what it derives."""
-    from pyrovae.datasets import load_dataset, num_classes
-    from pyrovae.tables import standardize_dataset
-    from pyrovae.variants import build_vae
-
-    data_cfg = config["data"]
-    masked = config["train"].get("missing") == "mask"
-    data = load_dataset(
-        data_cfg["dataset"],
-        data_cfg["data_dir"],
-        allow_nan=masked,
-        test_fraction=data_cfg.get("test_fraction", 0.2),
-    )
-    data = standardize_dataset(data, data_cfg)
-    model_cfg = dict(config["model"], x_dim=data.x_dim, image_shape=data.image_shape)
-    if data_cfg.get("labels") is not None:  # every use of labels tells the model K
-        model_cfg["num_classes"] = num_classes(data)
-    try:
-        vae = build_vae(**model_cfg)
-    except TypeError as err:  # an argument a part does not take
-        raise PyrovaeError(f"bad --prior-arg/--likelihood-arg/--guide-arg: {err}") from None
-    if data_cfg["binarize"] == "auto":
-        data_cfg["binarize"] = vae.likelihood.default_binarize
-    config["model"] = vae.config
-    return data, vae, vae.check_data
-
-
-def _build_user(config: dict[str, Any]):
-    """Named arrays and the user's model of a run config."""
-    from pyrovae import usermodel
-
-    data = usermodel.load_named_arrays(config["data"]["dataset"])
-    model = usermodel.build(config["model"]["source"], config["model"]["kwargs"])
-    if config["data"]["binarize"] == "auto":
-        config["data"]["binarize"] = "none"
-    return data, model, None
-
-
-#: How each kind of model in a run config is built (see pyrovae.checkpoint.MODEL_KINDS).
-BUILDERS = {"vae": _build_vae, "user": _build_user}
-
-
-def _build(config: dict[str, Any]):
-    """Data, model, loss and binarisation of a run config; fills in what it derives."""
-    import torch
-
-    from pyrovae.batches import Batch
-    from pyrovae.checkpoint import model_kind
-    from pyrovae.datasets import get_binarization
-    from pyrovae.objectives import get_loss
-
-    data_cfg, train_cfg = config["data"], config["train"]
-    data, model, check = BUILDERS[model_kind(config)](config)
-    loss = None
-    if train_cfg["loss"] is not None:
-        loss = get_loss(train_cfg["loss"], train_cfg["num_particles"], train_cfg["free_bits"])
-        train_cfg["num_particles"] = loss.num_particles
-    elif train_cfg["num_particles"] or train_cfg["free_bits"]:
-        raise PyrovaeError("--num-particles and --free-bits need a --loss")
-    binarization = get_binarization(data_cfg["binarize"])
-    for split in (data.train, data.test):  # fail before anything is written
-        first = Batch.of(split).first
-        if train_cfg.get("missing") == "mask":
-            first = torch.nan_to_num(first, nan=0.0)
-        elif first.is_floating_point() and bool(torch.isnan(first).any()):
-            raise PyrovaeError(
-                f"{data_cfg['dataset']} has {int(torch.isnan(first).sum())} missing entries "
-                "(NaN or empty cells); train on the observed entries with --missing mask, "
-                "or remove them"
-            )
-        binarization.check(first)
-        if check is not None:
-            check(binarization.fixed(first, train_cfg["seed"]))
-    data_cfg.update(n_train=len(Batch.of(data.train)), n_test=len(Batch.of(data.test)))
-    return data, model, loss, binarization
-
-
-def _resume_state(run: Path, vae, config: dict[str, Any], probe: Any):
-    """The training state of the run's checkpoint, with its parameters loaded into vae."""
-    from pyrovae.checkpoint import CHECKPOINT, load_checkpoint, restore_parameters
-    from pyrovae.training import TrainState
-
-    state = load_checkpoint(run / CHECKPOINT)
-    if state.get("model_config") != config["model"]:
-        raise PyrovaeError(
-            f"{run / CHECKPOINT} was written for another model configuration than "
-            f"{run / 'config.json'} describes; it cannot be resumed"
-        )
-    restore_parameters(vae, state, run, probe)
-    try:
-        return TrainState.from_dict(state["train_state"])
-    except KeyError as err:
-        raise PyrovaeError(f"{run / CHECKPOINT} does not match {run}: {err}") from None
-
-
 def _train(args: argparse.Namespace) -> None:
-    """pyrovae train; the run folder's lock (rank 0's) is released however it ends."""
-    with contextlib.ExitStack() as locks:
-        _train_run(args, locks)
-
-
-def _train_run(args: argparse.Namespace, locks: contextlib.ExitStack) -> None:
-    from pyrovae.checkpoint import CHECKPOINT, CONFIG, HISTORY, read_json, save_checkpoint
-    from pyrovae.checkpoint import write_json as write
-    from pyrovae.datasets import with_labels
-    from pyrovae.runlock import RunLock, check_free
-    from pyrovae.training import TrainState, fit, resolve_device
-    from pyrovae.usermodel import store_params
-
-    device = resolve_device(args.device)
-    if args.resume:
-        out = Path(args.resume)
-        if not out.is_dir():
-            raise PyrovaeError(f"--resume {out}: no such run folder")
-        check_free(out)  # before anything else: not while another process trains there
-        config = read_json(out / CONFIG)
-        if args.precision or args.amp:
-            raise PyrovaeError(
-                "--precision does not apply with --resume: a run keeps the precision "
-                f"recorded in {out / CONFIG}"
-            )
-        if args.epochs is not None:
-            config["train"]["epochs"] = args.epochs
-    else:
-        out = Path(args.out)
-        _check_out(out, args.force)
-        config = _config_from_args(args)
-    config["train"]["precision"] = _resolved_precision(config, device)
-    rank = _init_distributed(args.device)
+    """pyrovae train: a new run from the flags, or ``--resume`` of a run folder."""
     import pyro
 
+    from pyrovae.inference.precision import resolve_precision
+    from pyrovae.models.protocol import contract_of
+    from pyrovae.runs.build import new_run
+    from pyrovae.runs.folder import RunFolder
+    from pyrovae.training import resolve_device
+
+    device = resolve_device(args.device)
+    out, config = _run_config(args)
+    rank = _init_distributed(args.device)
     pyro.set_rng_seed(config["train"]["seed"])  # the initial parameters follow --seed too
     try:
-        data, vae, loss, binarization = _build(config)
-        train, batch_size = _training_data(data, config, device)  # before anything is written
-        train_cfg = config["train"]
-        resume = _resume_state(out, vae, config, data.test) if args.resume else None
+        run = new_run(config, out if args.resume else None)
+        train, batch_size = _training_data(run.data, config, device)  # before anything is written
     except KeyError as err:
-        raise PyrovaeError(f"{out / CONFIG} lacks the setting {err}; it is incomplete") from None
-    if resume is not None and resume.epoch >= train_cfg["epochs"]:
         raise PyrovaeError(
-            f"{out} has already trained for {resume.epoch} epoch"
-            f"{'s' if resume.epoch != 1 else ''}; pass --epochs N with "
-            f"N > {resume.epoch} to train further"
-        )
+            f"{out / 'config.json'} lacks the setting {err}; it is incomplete"
+        ) from None
+    train_cfg = config["train"]
+    train_cfg["precision"] = resolve_precision(
+        train_cfg["precision"], device, contract_of(run.model).mixed_precision_safe
+    )
+    folder = RunFolder(out, config, run.model)
+    resume = _resume(folder, run.data) if args.resume else None
     log_scalars = _tensorboard(out) if args.tensorboard and rank == 0 else None
     _barrier()  # every process has checked --out before the first one writes there
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        locks.enter_context(RunLock(out))  # before anything is written there
-        if not args.resume:
-            _check_empty(out, args.force)  # no other run came in since _check_out
-        write(out / CONFIG, config)
+    with contextlib.ExitStack() as held:
+        if rank == 0:  # the lock before anything is written; the config first
+            held.enter_context(folder.open(args.force, resume=resume is not None))
+        history = _fit(run, train, batch_size, folder, resume, log_scalars, args, rank)
+        if rank > 0:
+            return
+        _finish(folder, run, history, args)
 
-    user = config["model"].get("kind") == "user"
 
-    def save(state) -> None:
-        # The checkpoint first: history.json never runs ahead of what can be resumed.
-        save_checkpoint(
-            out / CHECKPOINT,
-            {
-                "pyrovae_version": __version__,
-                "model_config": config["model"],
-                "model_state": vae.state_dict(),
-                "store_params": store_params(vae) if user else {},
-                "train_state": state.to_dict(),
-            },
+def _run_config(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
+    """The run folder and its config: a new run's from the flags, or the one to resume."""
+    from pyrovae.runs.folder import RunFolder, read_config
+    from pyrovae.runs.lock import check_free
+
+    if not args.resume:
+        RunFolder.check_target(args.out, args.force)
+        return Path(args.out), _config_from_args(args)
+    out = Path(args.resume)
+    if not out.is_dir():
+        raise PyrovaeError(f"--resume {out}: no such run folder")
+    check_free(out)  # before anything else: not while another process trains there
+    config = read_config(out)
+    if args.precision or args.amp:
+        raise PyrovaeError(
+            "--precision does not apply with --resume: a run keeps the precision "
+            f"recorded in {out / 'config.json'}"
         )
-        write(out / HISTORY, state.history)
+    if args.epochs is not None:
+        config["train"]["epochs"] = args.epochs
+    return out, config
+
+
+def _resume(folder: Any, data: Any) -> Any:
+    """The training state of the run's checkpoint, its parameters loaded into the model."""
+    from pyrovae.training import TrainState
+
+    state = TrainState.from_dict(folder.resume(data.test))
+    epochs = folder.config["train"]["epochs"]
+    if state.epoch >= epochs:
+        raise PyrovaeError(
+            f"{folder.path} has already trained for {state.epoch} epoch"
+            f"{'s' if state.epoch != 1 else ''}; pass --epochs N with "
+            f"N > {state.epoch} to train further"
+        )
+    return state
+
+
+def _fit(run, train, batch_size, folder, resume, log_scalars, args, rank: int) -> dict:
+    """``fit`` with the run's settings, writing ``folder``; the CLI's words for its errors."""
+    from pyrovae.data.labels import with_labels
+    from pyrovae.errors import NonFiniteError, Preempted
+    from pyrovae.training import fit
+
+    config = folder.config
+    train_cfg, data = config["train"], run.data
+    use = config["data"]["labels"]  # the labels as the programs' input, if at all
+
+    def tensorboard(state) -> None:
         if log_scalars is not None and state.end_of_epoch:
             log_scalars(state.history)
 
-    use = config["data"].get("labels")  # the labels as the programs' input, if at all
     try:
-        history = fit(
-            vae,
+        return fit(
+            run.model,
             train,
             epochs=train_cfg["epochs"],
             batch_size=batch_size,
             lr=train_cfg["lr"],
-            loss=loss,
+            loss=run.loss,
             binarize=config["data"]["binarize"],
             device=args.device,
             seed=train_cfg["seed"],
             progress=not args.no_progress,
             validation=with_labels(data.test, getattr(data, "test_labels", None), use),
-            callback=save,
+            callback=tensorboard,
             beta=train_cfg["beta"],
             kl_warmup=train_cfg["kl_warmup"],
             precision=train_cfg["precision"],
-            checkpoint_every=train_cfg.get("checkpoint_every"),
-            on_nan=train_cfg.get("on_nan", "stop"),
+            checkpoint_every=train_cfg["checkpoint_every"],
+            on_nan=train_cfg["on_nan"],
             resume=resume,
-            missing=train_cfg.get("missing", "error"),
+            missing=train_cfg["missing"],
+            run_dir=folder,
         )
     except NonFiniteError as err:
+        out = folder.path
         kept = (
-            f"{out / CHECKPOINT} keeps the last good state"
-            if (out / CHECKPOINT).exists()
+            f"{out / 'checkpoint.pt'} keeps the last good state"
+            if (out / "checkpoint.pt").exists()
             else "no checkpoint had been written yet"
         )
-        raise PyrovaeError(f"{err}; {kept}") from None
+        raise PyrovaeError(*err.parts, f"; {kept}") from None
     except Preempted as err:  # the callback has saved the state of that step
         message = (
-            f"{err}; the state is saved in {out / CHECKPOINT}: continue with "
-            f"pyrovae train --resume {out}"
+            f"{err}; the state is saved in {folder.path / 'checkpoint.pt'}: continue with "
+            f"pyrovae train --resume {folder.path}"
         )
         raise Preempted(message if rank == 0 else "", err.signum, err.epoch, err.step) from None
-    if rank > 0:
-        return
-    if not (out / CHECKPOINT).exists():  # --epochs 0: the untrained VAE
-        save(TrainState(history=history))
-    _figures(vae, data, out, train_cfg["seed"], binarization)
-    from pyrovae.report import write_report
 
+
+def _finish(folder: Any, run: Any, history: dict, args: argparse.Namespace) -> None:
+    """A run's last files: the untrained checkpoint of --epochs 0, figures, the report."""
+    from pyrovae.training import TrainState
+    from pyrovae.use.report import write_report
+
+    out = folder.path
+    if not (out / "checkpoint.pt").exists():  # --epochs 0: the untrained model
+        folder.save(TrainState(history=history))
+    _figures(run.model, run.data, out, folder.config["train"]["seed"], run.binarization)
     write_report(out, device=args.device)
-    locks.close()  # the lock goes before the listing
+    folder.close()  # the lock goes before the listing
     written = ", ".join(sorted(p.name for p in out.iterdir() if p.is_file()))
     print(f"wrote {out}/ ({written})")
 
@@ -525,11 +432,10 @@ def _training_data(data, config: dict[str, Any], device) -> tuple[Any, int | Non
     """
     import torch
 
-    from pyrovae.datasets import with_labels
-    from pyrovae.semisupervised import SemiSupervisedBatches, balanced_labels
+    from pyrovae.data.labels import SemiSupervisedBatches, balanced_labels, with_labels
 
     data_cfg, train_cfg = config["data"], config["train"]
-    use, labels = data_cfg.get("labels"), getattr(data, "train_labels", None)
+    use, labels = data_cfg["labels"], getattr(data, "train_labels", None)
     if use != "semi-supervised":
         return with_labels(data.train, labels, use), train_cfg["batch_size"]
     if labels is None:
@@ -570,7 +476,7 @@ def _tensorboard(out: Path):
 
 
 def _figures(vae, data, out: Path, seed: int, binarization) -> None:
-    from pyrovae import plots
+    from pyrovae.use import plots
 
     if data.image_shape is None:
         print("no figures: the data are not images (no image_shape)", file=sys.stderr)

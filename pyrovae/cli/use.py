@@ -41,10 +41,10 @@ def _add_sample(p: argparse.ArgumentParser) -> None:
 
 
 def _sample(args: argparse.Namespace) -> None:
-    from pyrovae import plots
-    from pyrovae.checkpoint import CONFIG, load, read_json
-    from pyrovae.tables import Standardizer
-    from pyrovae.training import resolve_device
+    from pyrovae.data.devices import resolve_device
+    from pyrovae.data.tables import Standardizer
+    from pyrovae.runs.folder import load, read_config
+    from pyrovae.use import plots
 
     if Path(args.out).suffix.lower() not in (".png", ".npy"):
         raise PyrovaeError(f"--out {args.out} must end in .png (a grid) or .npy (the samples)")
@@ -62,7 +62,7 @@ def _sample(args: argparse.Namespace) -> None:
         _save_png(plots.prior_samples(vae, args.n, seed=args.seed, y=args.label), args.out)
         return
     samples = plots.seeded_samples(vae, args.n, args.seed, y=args.label).cpu()
-    stats = read_json(Path(args.run_dir) / CONFIG)["data"].get("standardizer")
+    stats = read_config(args.run_dir)["data"]["standardizer"]
     if stats:  # back to the units of the table the run was trained on
         samples = Standardizer.from_config(stats).inverse(samples)
     shape = tuple(vae.image_shape) if vae.image_shape else (vae.x_dim,)
@@ -87,7 +87,7 @@ def _add_interpolate(p: argparse.ArgumentParser) -> None:
 
 
 def _interpolate(args: argparse.Namespace) -> None:
-    from pyrovae import plots
+    from pyrovae.use import plots
 
     vae, _, _, x = _load_run(args)
     if getattr(vae, "num_classes", None):
@@ -116,14 +116,18 @@ def _add_encode(p: argparse.ArgumentParser) -> None:
 
 
 def _encode(args: argparse.Namespace) -> None:
-    from pyrovae.applications import latent_means
-    from pyrovae.datasets import get_binarization
+    from pyrovae.data.binarization import get_binarization
+    from pyrovae.use.applications import latent_means
 
     vae, config, data, x = _load_run(args)
     y = None
     if isinstance(x, dict):  # a conditional VAE's q(z | x, y)
         x, y = x["x"], x["y"]
     if args.split == "train":
+        if data is None:
+            raise PyrovaeError(
+                f"--split train: {args.run_dir} keeps its held-out data only; pass --dataset"
+            )
         binarization = get_binarization(config["data"]["binarize"])
         x = binarization.heldout(data.train, config["train"]["seed"]).to(x.device)
         y = data.train_labels.to(x.device) if y is not None else None
@@ -147,7 +151,7 @@ def _score(args: argparse.Namespace) -> None:
 
     import pyro
 
-    from pyrovae.applications import anomaly_scores
+    from pyrovae.use.applications import anomaly_scores
 
     vae, _, _, x = _load_run(args, vae_only=False)
     pyro.set_rng_seed(args.seed)

@@ -8,14 +8,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from pyrovae.errors import PyrovaeError
-
-
-def world() -> tuple[int, int]:
-    """(rank, world size) of the torch.distributed process group, (0, 1) without one."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
+from pyrovae.errors import Param, PyrovaeError
+from pyrovae.inference.processes import world
+from pyrovae.inference.svi import ELBOLoss
 
 
 def process_device(dev: torch.device, rank: int, size: int) -> torch.device:
@@ -27,15 +22,14 @@ def process_device(dev: torch.device, rank: int, size: int) -> torch.device:
 
 def loss_module(owner: Any, loss: Any, model: Callable, guide: Callable, dev, batch_size: int):
     """The loss as a ``DistributedDataParallel`` module, or None in a single process."""
-    from pyrovae.svi import ELBOLoss
-
     _, size = world()
     if size == 1:
         return None
     if not isinstance(owner, nn.Module) or batch_size < size:
         raise PyrovaeError(
-            "distributed training needs a VAE (an nn.Module owning the parameters) "
-            f"and batch_size >= the {size} processes"
+            "distributed training needs a VAE (an nn.Module owning the parameters) and ",
+            Param("batch_size"),
+            f" >= the {size} processes",
         )
     return nn.parallel.DistributedDataParallel(
         ELBOLoss(owner, loss, model, guide),

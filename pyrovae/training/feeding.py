@@ -15,11 +15,11 @@ from typing import Any
 
 import torch
 
-from pyrovae.batches import Batch, Data, Indexable, as_training_data
-from pyrovae.datasets import Binarization, Static
-from pyrovae.errors import PyrovaeError
-from pyrovae.training.devices import place
-from pyrovae.training.distributed import world
+from pyrovae.data.batches import Batch, Data, Indexable, as_training_data
+from pyrovae.data.binarization import Binarization, Static
+from pyrovae.data.devices import place
+from pyrovae.errors import Param, PyrovaeError
+from pyrovae.inference.processes import world
 
 #: Minibatch size when indexable data are given without one.
 DEFAULT_BATCH_SIZE = 128
@@ -33,12 +33,12 @@ def _check(data: Data, binarization: Binarization, seed: int, check: Any) -> Non
 
 
 class Minibatches:
-    """Training data, epoch by epoch, as :class:`~pyrovae.batches.Batch` es on the device.
+    """Training data, epoch by epoch, as :class:`~pyrovae.data.batches.Batch` es on the device.
 
     Parameters
     ----------
     data
-        Training data in any form of :mod:`pyrovae.batches`.
+        Training data in any form of :mod:`pyrovae.data.batches`.
     batch_size
         Datapoints per minibatch (indexable data only; ``None``: 128).
     binarization
@@ -48,7 +48,7 @@ class Minibatches:
     device
         The training device.
     check
-        The model's own data check (``VAE.check_data``), or None.
+        The model's own data check (its contract's ``check_data``), or None.
     """
 
     def __init__(
@@ -73,13 +73,15 @@ class Minibatches:
             return
         if batch_size is not None:
             raise PyrovaeError(
-                "batch_size does not apply to an iterable of batches, which are used as "
-                "given; leave it out, or pass a tensor, tuple or dict to be batched"
+                Param("batch_size"),
+                " does not apply to an iterable of batches, which are used as "
+                "given; leave it out, or pass a tensor, tuple or dict to be batched",
             )
         if isinstance(binarization, Static):
             raise PyrovaeError(
-                "static binarisation needs indexable data (a tensor, tuple or dict); use "
-                "dynamic or none with an iterable of batches"
+                "static binarisation needs indexable data (a tensor, tuple or dict); use ",
+                Param("binarize", "dynamic"),
+                " or 'none' with an iterable of batches",
             )
         if world()[1] > 1:
             raise PyrovaeError(

@@ -1,8 +1,15 @@
-"""Where a run stands (:class:`TrainState`) and the way back after a non-finite step."""
+"""Where a run stands: the state a checkpoint holds, the loop under way, the way back.
+
+:class:`TrainState` is everything a run needs to continue exactly where it stopped;
+:class:`Loop` is a run under way (its SVI, its data, its state) with the one step the
+loop takes; :class:`GoodState` is the last state handed to the callback, which a retry
+after a non-finite step goes back to.
+"""
 
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,6 +17,11 @@ from typing import Any
 import torch
 
 from pyrovae.errors import PyrovaeError
+from pyrovae.inference.objectives import LatentScale
+from pyrovae.inference.rng import rng_state, set_rng_state
+from pyrovae.inference.svi import FastSVI
+from pyrovae.training import distributed
+from pyrovae.training.feeding import Minibatches
 
 History = dict[str, list[float]]
 
@@ -91,21 +103,6 @@ class TrainState:
 Callback = Callable[[TrainState], Any]
 
 
-def rng_state(device: torch.device) -> dict[str, Any]:
-    """Torch's generator states: the CPU's and the training GPU's."""
-    state: dict[str, Any] = {"cpu": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
-    """Restore what :func:`rng_state` saved."""
-    torch.set_rng_state(state["cpu"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
 class GoodState:
     """The last state handed to the callback: what a retry after a NaN goes back to.
 
@@ -123,7 +120,11 @@ class GoodState:
         self.params: list[torch.Tensor] | None = None
 
     def snapshot(self, state: TrainState, keep_params: bool = True) -> TrainState:
-        """Record ``state`` with the optimiser, scheduler and generator states; return it."""
+        """A copy of ``state`` with the optimiser, scheduler and generator states, recorded.
+
+        The copy is what a callback gets and what a retry goes back to; the loop goes on
+        with ``state`` itself, so its steps never change the copy.
+        """
         state = copy.copy(state)
         state.history = copy.deepcopy(state.history)
         state.optim_state = self.svi.optim_state()
@@ -149,3 +150,89 @@ class GoodState:
         self.svi.set_lr(lr)
         set_rng_state(good.rng, self.device)
         return state
+
+
+@dataclass
+class Loop:
+    """A training run under way: the SVI that steps it, its data, and where it stands.
+
+    Attributes
+    ----------
+    svi, batches, state, device, epochs, kl_weight, keys
+        The run's SVI, minibatches, :class:`TrainState`, device, epochs in all, KL
+        weight and history keys.
+    check_finite
+        Whether the next step checks its gradients (:class:`~pyrovae.training.policies.NaNGuard`
+        decides); the loss is checked at every step on the CPU, where that is free.
+    loss
+        The last step's loss, on the device.
+    last_record
+        The history's entries of the last epoch.
+    say
+        Prints a line beside the progress bar (silent without one).
+    """
+
+    svi: FastSVI
+    batches: Minibatches
+    state: TrainState
+    device: torch.device
+    epochs: int
+    kl_weight: LatentScale
+    keys: tuple[str, ...]
+    check_finite: bool = False
+    loss: torch.Tensor | None = None
+    last_record: dict[str, Any] = field(default_factory=dict)
+    say: Callable[[str], None] = lambda text: None
+    started: float = 0.0
+
+    @property
+    def last_step(self) -> bool:
+        """Whether the step just taken was the epoch's last."""
+        return self.batches.steps is not None and self.state.step >= self.batches.steps
+
+    def begin_epoch(self) -> None:
+        """The epoch's clock and loss sum, on the device (both resumed mid-epoch)."""
+        self.started = time.perf_counter() - self.state.epoch_seconds
+        self.state.epoch_loss = self.state.epoch_loss.to(self.device)
+
+    def step(self, batch: Any) -> None:
+        """One SVI step on ``batch``; the state counts it (the loss stays on the device)."""
+        self.loss = self.svi.step_tensor(
+            *batch.args,
+            check_finite=self.check_finite,
+            check_loss=self.device.type == "cpu",  # a host sync, free on the CPU
+            **batch.kwargs,
+        )
+        state = self.state
+        state.epoch_loss = state.epoch_loss + self.loss
+        state.step, state.global_step = state.step + 1, state.global_step + 1
+        state.epoch_datapoints += len(batch)
+
+    def pause(self) -> None:
+        """Make the state that of this step within the epoch, to hand to a callback."""
+        self.state.epoch_seconds = time.perf_counter() - self.started
+        self.state.end_of_epoch = False
+
+    def record(self) -> dict[str, Any]:
+        """The history's entries for the epoch just ended (one host sync: the loss)."""
+        state = self.state
+        self.batches.steps = state.step
+        total = distributed.all_reduce(state.epoch_loss)
+        return {
+            "epoch": state.epoch + 1,
+            "steps": state.step,
+            "train_elbo": -float(total) / (self.batches.size or state.epoch_datapoints),
+            "seconds": time.perf_counter() - self.started,
+            "kl_weight": self.kl_weight.scale,
+            "lr": self.svi.lr,
+        }
+
+    def commit(self, record: dict[str, Any]) -> None:
+        """The history gains the epoch's ``record``; the state moves to the next epoch."""
+        state = self.state
+        for key in self.keys:
+            state.history.setdefault(key, []).append(record[key])
+        state.epoch, state.step, state.epoch_datapoints = state.epoch + 1, 0, 0
+        state.epoch_loss = state.epoch_loss.new_zeros(())
+        state.epoch_seconds, state.end_of_epoch = 0.0, True
+        self.last_record = record

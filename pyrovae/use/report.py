@@ -1,0 +1,178 @@
+"""The HTML report of a run: one self-contained file, figures embedded.
+
+``report.html`` holds its figures as ``data:`` URIs and its style inline, so it opens
+from disk in any browser with no server, no network and no other file. It shows the
+run's configuration, the per-epoch curves, a table of metrics (the last epoch's, and
+those of ``pyrovae evaluate`` when it has run), and the figures of :mod:`pyrovae.plots`.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from pyrovae._version import __version__
+from pyrovae.runs.config import HISTORY
+from pyrovae.runs.files import atomic_write
+from pyrovae.runs.folder import load_run
+from pyrovae.use import plots
+
+REPORT = "report.html"
+METRICS = "metrics.json"
+LOG_PX = "log_px.npy"
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+h1 { font-size: 1.6em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ccc; }
+table { border-collapse: collapse; font-size: 0.9em; }
+td, th { border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; }
+figure { margin: 1em 0; } figcaption { font-size: 0.85em; color: #555; }
+img { max-width: 100%; }
+"""
+
+
+def figure_to_data_uri(fig: Figure, dpi: int = 90) -> str:
+    """A matplotlib figure as a ``data:image/png;base64,...`` URI."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _table(rows: dict[str, Any]) -> str:
+    cells = "".join(
+        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>"
+        for k, v in rows.items()
+    )
+    return f"<table>{cells}</table>"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return str(value)
+
+
+def render(
+    title: str,
+    config: dict[str, Any],
+    metrics: dict[str, Any],
+    figures: dict[str, Figure],
+) -> str:
+    """The report as an HTML string (pure: no files read or written)."""
+    sections = [
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p>pyrovae {html.escape(__version__)}; ELBO and log-likelihoods are in nats "
+        "per datapoint.</p>",
+        "<h2>Metrics</h2>",
+        _table(metrics) if metrics else "<p>No metrics yet.</p>",
+        "<h2>Configuration</h2>",
+    ]
+    for part, settings in config.items():
+        if isinstance(settings, dict):
+            sections += [f"<h3>{html.escape(part)}</h3>", _table(settings)]
+        else:
+            sections.append(_table({part: settings}))
+    sections.append("<h2>Figures</h2>")
+    for caption, fig in figures.items():
+        uri = figure_to_data_uri(fig)
+        sections.append(
+            f'<figure><img src="{uri}" alt="{html.escape(caption)}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        )
+    body = "\n".join(sections)
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>"
+        f"<body>\n{body}\n</body></html>\n"
+    )
+
+
+def _metrics(run_dir: Path, history: dict) -> dict[str, Any]:
+    metrics: dict[str, Any] = {}
+    for key, values in history.items():
+        if values and key != "epoch":
+            metrics[f"last epoch: {key}"] = values[-1]
+    if history.get("epoch"):
+        metrics["epochs"] = history["epoch"][-1]
+    path = run_dir / METRICS
+    if path.exists():
+        evaluated = json.loads(path.read_text())
+        per_unit = ("kl_per_dim", "posterior_mean_variance")  # drawn as a figure instead
+        metrics.update({f"evaluate: {k}": v for k, v in evaluated.items() if k not in per_unit})
+    return metrics
+
+
+@torch.no_grad()
+def write_report(
+    run_dir: str | Path,
+    device: str | torch.device = "cpu",
+    data_dir: str | None = None,
+    num_images: int = 16,
+    num_scatter: int = 2000,
+) -> Path:
+    """Write ``RUN_DIR/report.html`` for a run folder and return its path."""
+    run_dir = Path(run_dir)
+    run = load_run(run_dir, data_dir=data_dir, device=device)
+    vae = run.vae
+    history = json.loads((run_dir / HISTORY).read_text()) if (run_dir / HISTORY).exists() else {}
+    figures: dict[str, Figure] = {}
+    if history.get("epoch"):
+        figures["training curves: ELBO, reconstruction and KL terms per epoch"] = (
+            plots.training_curves(history)
+        )
+    x, mask, y = run.heldout, None, None
+    if isinstance(x, dict) and hasattr(vae, "encode"):  # missing entries, or labels
+        x, mask, y = x["x"], x.get("mask"), x.get("y")
+    if getattr(vae, "image_shape", None) is None and hasattr(vae, "reconstruct"):
+        figures["reconstruction error per column of the held-out data"] = plots.column_errors(
+            vae, x, mask
+        )
+    if getattr(vae, "image_shape", None) is not None:
+        gen = torch.Generator().manual_seed(0)
+        pick = torch.randperm(x.shape[0], generator=gen)[:num_images].to(x.device)
+        shown = x[pick]
+        figures["held-out inputs and their reconstructions"] = plots.reconstructions(
+            vae, shown, y[pick] if y is not None else None
+        )
+        if getattr(vae, "num_classes", None) is None:
+            figures["samples from the prior"] = plots.prior_samples(vae, 64)
+            figures["interpolations between held-out inputs"] = plots.interpolation(vae, shown)
+            figures["latent traversals"] = plots.latent_traversals(vae, x[:num_scatter])
+        else:  # conditional or M2: samples by class; paths in z hold y fixed, not shown
+            figures["samples from the prior, one class per column"] = plots.prior_samples(
+                vae, 8 * vae.num_classes
+            )
+        if hasattr(vae, "cluster"):
+            figures["samples per cluster, one cluster per column"] = plots.cluster_samples(vae)
+    labels = run.data.test_labels
+    if hasattr(vae, "encode"):  # pyrovae's VAE; a user's model has no known encoder
+        figures["latent space of the held-out data"] = plots.latent_scatter(
+            vae, x[:num_scatter], labels[:num_scatter] if labels is not None else None
+        )
+    if (run_dir / LOG_PX).exists():
+        figures["held-out log p(x) (from pyrovae evaluate)"] = plots.log_px_histogram(
+            np.load(run_dir / LOG_PX)
+        )
+    evaluated = json.loads((run_dir / METRICS).read_text()) if (run_dir / METRICS).exists() else {}
+    if evaluated.get("posterior_mean_variance"):
+        figures["posterior collapse: KL and activity per latent unit (from pyrovae evaluate)"] = (
+            plots.latent_units(
+                evaluated["kl_per_dim"],
+                evaluated["posterior_mean_variance"],
+                evaluated.get("active_threshold", 0.01),
+            )
+        )
+    page = render(f"pyrovae run {run_dir.name}", run.config, _metrics(run_dir, history), figures)
+    path = run_dir / REPORT
+    atomic_write(path, lambda f: f.write(page), mode="w")
+    return path
