@@ -19,13 +19,15 @@ demo: $(STAMP)
 	$(BIN)/pyrovae train --out runs/demo --force
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto
 	$(BIN)/ruff check pyrovae tests examples benchmarks
+	$(BIN)/lint-imports
 	$(BIN)/python -m sphinx -W --keep-going -q -b html docs docs/_build/html
 
 lint: $(STAMP)
 	$(BIN)/ruff check pyrovae tests examples benchmarks
 	$(BIN)/ruff format --check pyrovae tests examples benchmarks
+	$(BIN)/lint-imports
 
 docs: $(STAMP)
 	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html

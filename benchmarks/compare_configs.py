@@ -31,10 +31,10 @@ import pyro
 import torch
 
 import pyrovae
-from pyrovae.models.clustering import best_match_accuracy
 from pyrovae.data.binarization import get_binarization
-from pyrovae.inference.objectives import get_loss
 from pyrovae.data.labels import SemiSupervisedBatches, balanced_labels
+from pyrovae.inference.objectives import get_loss
+from pyrovae.models.clustering import best_match_accuracy
 from pyrovae.models.variants import VARIANTS
 
 #: Labelled training images of the M2 row (10 per class, seeded).
@@ -101,12 +101,11 @@ def run(name: str, args, data, heldout) -> dict:
         "z_dim": 50,
         "hidden": (400,),
         "prior": config.prior,
-        "guide": config.guide,
+        "posterior": config.guide,
         "image_shape": (1, 28, 28),
         **config.model,
     }
-    # The class itself, not build_vae: a config missing a newer argument would be read
-    # as one saved before it existed, not as the class's default.
+    # The class itself, with the class's defaults for what the row does not set.
     vae = VARIANTS[settings.pop("variant", "vae")](**settings)
     train, batch_size = training_data(config, data, args.seed, args.batch_size)
     loss = None if config.loss is None else get_loss(config.loss, config.particles)

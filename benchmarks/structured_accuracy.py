@@ -17,6 +17,7 @@ Adam at 1e-3); both scored on the grey held-out images.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 import pyro
@@ -24,9 +25,9 @@ import torch
 import torch.nn.functional as F
 
 import pyrovae
-from pyrovae.models.clusters import ClusterVAE
-from pyrovae.models.clustering import best_match_accuracy
 from pyrovae.data.labels import SemiSupervisedBatches, balanced_labels
+from pyrovae.models.clustering import best_match_accuracy
+from pyrovae.models.clusters import ClusterVAE
 from pyrovae.models.semisupervised import SemiSupervisedVAE
 
 
@@ -70,8 +71,13 @@ def main() -> None:
     p.add_argument("--seeds", default="0,1,2,3", help="the cluster VAE's seeds")
     p.add_argument("--init-after", type=int, default=20)
     p.add_argument("--what", choices=("clusters", "m2", "both"), default="both")
+    p.add_argument("--limit", type=int, default=None, help="train on the first N images only")
     args = p.parse_args()
     data = pyrovae.load_dataset("sample")
+    if args.limit:  # a quick run (the smoke test): fewer training images
+        data = dataclasses.replace(
+            data, train=data.train[: args.limit], train_labels=data.train_labels[: args.limit]
+        )
     start = time.perf_counter()
     if args.what in ("clusters", "both"):
         from sklearn.cluster import KMeans

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 import pyrovae
-from pyrovae.use.applications import anomaly_scores
 from pyrovae.data.binarization import get_binarization
+from pyrovae.use.applications import anomaly_scores
 
 
 def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:

@@ -16,8 +16,8 @@ import argparse
 import torch
 
 import pyrovae
-from pyrovae.use.applications import latent_means
 from pyrovae.data.binarization import get_binarization
+from pyrovae.use.applications import latent_means
 
 
 def logistic_regression(x: torch.Tensor, y: torch.Tensor, steps: int = 200) -> torch.nn.Linear:

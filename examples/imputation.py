@@ -2,7 +2,7 @@
 
 Trains the standard VAE, hides the bottom half of every held-out image, fills it with
 the mean of p(x_miss | x_obs) under the model conditioned on the visible half
-(pyrovae.applications.impute: importance weighting through the guide), and compares the
+(pyrovae.use.applications.impute: importance weighting through the guide), and compares the
 error on the hidden pixels with filling each pixel by its mean
 over the training images. The error is against the original grey levels.
 

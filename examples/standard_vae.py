@@ -10,8 +10,8 @@ import argparse
 from pathlib import Path
 
 import pyrovae
-from pyrovae.use import plots
 from pyrovae.data.binarization import get_binarization
+from pyrovae.use import plots
 
 
 def main() -> None:

@@ -127,9 +127,15 @@ class _OldPaths(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 
 def _importer_level() -> int:
-    """The ``stacklevel`` of the frame that imported the old path (past importlib's)."""
-    for level, frame in enumerate(inspect.stack()[1:], start=1):
-        if not frame.filename.startswith("<frozen") and frame.filename != __file__:
+    """The ``stacklevel``, for a warning in ``exec_module``, of the frame that imported
+    the old path. ``warnings.warn`` does not count the import system's own frames
+    (``importlib._bootstrap``); ``importlib.import_module`` is counted, and passed."""
+    level = 1  # exec_module itself
+    for frame in inspect.stack()[2:]:
+        if "importlib" in frame.filename and "_bootstrap" in frame.filename:
+            continue
+        level += 1
+        if frame.filename != importlib.__file__:
             return level
     return 1
 

@@ -1,6 +1,12 @@
-"""Each test starts from a clean Pyro parameter store, fixed seeds and validation on."""
+"""Each test starts from a clean Pyro parameter store, fixed seeds and validation on.
+
+Under pytest-xdist (``make test`` runs ``pytest -n auto``) each worker computes with one
+thread: the workers share the machine's cores between them.
+"""
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pyro
@@ -8,6 +14,10 @@ import pytest
 import torch
 
 import pyrovae
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # and so do the commands the tests run
 
 
 @pytest.fixture(autouse=True)
@@ -31,6 +41,24 @@ def tiny_npz(tmp_path, sample):
     path = tmp_path / "tiny.npz"
     images = (sample.train[:300] * 255).round().to(torch.uint8).reshape(-1, 28, 28).numpy()
     np.savez(path, x=images)
+    return path
+
+
+@pytest.fixture
+def tiny_labelled_npz(tmp_path, sample):
+    """A small .npz of uint8 images with their labels and a split of its own."""
+    path = tmp_path / "labelled.npz"
+
+    def images(x: torch.Tensor) -> np.ndarray:
+        return (x * 255).round().to(torch.uint8).reshape(-1, 28, 28).numpy()
+
+    np.savez(
+        path,
+        x_train=images(sample.train[:400]),
+        y_train=sample.train_labels[:400].numpy(),
+        x_test=images(sample.test[:100]),
+        y_test=sample.test_labels[:100].numpy(),
+    )
     return path
 
 

@@ -43,7 +43,16 @@ TINY = {
         "1",
         "--no-memory",
     ],
-    "structured_accuracy.py": ["--epochs", "1", "--seeds", "0", "--init-after", "1"],
+    "structured_accuracy.py": [
+        "--epochs",
+        "1",
+        "--seeds",
+        "0",
+        "--init-after",
+        "1",
+        "--limit",
+        "600",
+    ],
     "compare_configs.py": [
         "--epochs",
         "1",

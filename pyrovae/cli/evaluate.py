@@ -174,13 +174,9 @@ def _ais(vae, x, est, args: argparse.Namespace, nats_per_bit: float, out) -> dic
     from pyrovae.inference.ais import annealed_importance_sampling
 
     start = time.perf_counter()
+    chains = {"num_chains": args.ais_chains, "num_steps": args.ais_steps}
     ais = annealed_importance_sampling(
-        vae.model,
-        vae.guide,
-        x,
-        num_chains=args.ais_chains,
-        num_steps=args.ais_steps,
-        batch_size=args.batch_size,
+        vae.model, vae.guide, x, **chains, batch_size=args.batch_size
     )
     diff = ais.per_datapoint - est.per_datapoint
     diff_se = float(diff.double().std()) / math.sqrt(diff.numel())

@@ -6,12 +6,12 @@ boolean ``mask``, True where observed, so that the model scores the observed ent
 only. With K draws z_k from the guide, self-normalised importance weights
 w_k proportional to p(x_obs, z_k) / q(z_k | x_filled) weigh the model's completions:
 
-    E[x_mis | x_obs] ~ sum_k w_k E[x_mis | z_k]                      (:func:`fill_missing`)
+    E[x_mis | x_obs] ~ sum_k w_k E[x_mis | z_k]                          (:func:`impute`)
 
-and multiple imputation draws z_k by its weight, then x_mis ~ p(x_mis | z_k). The front
-ends: :func:`impute` for tables with NaN at the missing entries (zero-filled, as the
-model was trained), and :func:`pyrovae.use.applications.impute` for images whose hidden
-pixels a boolean mask names (filled with the training mean).
+and multiple imputation draws z_k by its weight, then x_mis ~ p(x_mis | z_k). Two front
+ends: tables with NaN at the missing entries (zero-filled, as the model was trained), and
+:func:`pyrovae.use.applications.impute` for images whose hidden pixels a boolean mask
+names (filled with the training mean, masked, and given to :func:`impute`).
 """
 
 from __future__ import annotations
@@ -32,26 +32,30 @@ from pyrovae.inference.traces import traces
 
 
 @torch.no_grad()
-def fill_missing(
+def impute(
     model: Callable,
     guide: Callable,
-    data: Data,
+    data: Any,
     num_samples: int = 1000,
     multiple: int | None = None,
     batch_size: int = 100,
     site: str = "x",
+    seed: int | None = None,
 ) -> torch.Tensor:
-    """The missing entries of masked data filled from the model; observed entries kept.
+    """Fill the missing entries of ``data`` from the model; observed entries kept bit for bit.
 
     Parameters
     ----------
     model, guide
-        A program following the masking convention: called with keyword arguments
-        ``x`` and ``mask``, its site ``site`` observes x and scores the observed
-        entries only. It must broadcast over a leading particle dimension.
+        A program following the masking convention (:mod:`pyrovae.data.masks`), such as
+        ``vae.model`` and ``vae.guide`` of a :class:`~pyrovae.models.vae.VAE`: called
+        with keyword arguments ``x`` and ``mask``, its site ``site`` observes x and
+        scores the observed entries only. It must broadcast over a leading particle
+        dimension.
     data
-        Masked data (:func:`~pyrovae.data.masks.as_masked`): ``x`` filled at the
-        missing entries, ``mask`` True where observed.
+        A tensor ``(N, D)`` with NaN where an entry is missing, or data already masked
+        (:func:`~pyrovae.data.masks.as_masked`: ``x`` with a fill value at the missing
+        entries, which the guide sees, and ``mask`` True where observed).
     num_samples
         K, importance samples per datapoint.
     multiple
@@ -61,7 +65,15 @@ def fill_missing(
         Datapoints per pass.
     site
         The name of the model's sample site that observes x.
+    seed
+        Seeds the draws (None: the current random state).
     """
+    if not isinstance(data, Data | torch.Tensor):
+        data = torch.as_tensor(data, dtype=torch.get_default_dtype())
+    if not isinstance(data, Data):
+        data = as_masked(data)
+    if seed is not None:
+        torch.manual_seed(seed)
     with evaluating(model, guide):
         program = Program(model, guide, data, discrete="sample")
         filled = [
@@ -74,7 +86,7 @@ def fill_missing(
 def _fill_batch(
     program: Program, batch: Batch, k: int, multiple: int | None, site: str
 ) -> torch.Tensor:
-    """One pass of :func:`fill_missing`: K particles of the batch, weighed."""
+    """One pass of :func:`impute`: K particles of the batch, weighed."""
     args, kwargs = program.call(batch)
     model_trace, guide_trace = traces(
         program.model,
@@ -97,45 +109,6 @@ def _fill_batch(
         draws = px.sample().expand(k, *x.shape)
         fill = draws.gather(0, picks[..., None].expand(multiple, *x.shape))
     return torch.where(mask, x, fill)
-
-
-@torch.no_grad()
-def impute(
-    model: Callable,
-    guide: Callable,
-    data: Any,
-    num_samples: int = 1000,
-    multiple: int | None = None,
-    batch_size: int = 100,
-    site: str = "x",
-    seed: int | None = None,
-) -> torch.Tensor:
-    """Fill the missing entries (NaNs) of ``data`` from the model, observed entries kept.
-
-    Parameters
-    ----------
-    model, guide
-        A program following the masking convention (:mod:`pyrovae.data.masks`), such
-        as ``vae.model`` and ``vae.guide`` of a :class:`~pyrovae.models.vae.VAE`; it
-        must broadcast over a leading particle dimension.
-    data
-        A tensor ``(N, D)`` with NaN where an entry is missing.
-    num_samples, multiple, batch_size, site
-        As for :func:`fill_missing`.
-    seed
-        Seeds the draws (None: the current random state).
-
-    Returns
-    -------
-    torch.Tensor
-        ``data`` with every NaN replaced, observed entries unchanged bit for bit:
-        ``(N, D)``, or ``(M, N, D)`` with ``multiple=M``.
-    """
-    if not isinstance(data, torch.Tensor):
-        data = torch.as_tensor(data, dtype=torch.get_default_dtype())
-    if seed is not None:
-        torch.manual_seed(seed)
-    return fill_missing(model, guide, as_masked(data), num_samples, multiple, batch_size, site)
 
 
 def rmse(truth: torch.Tensor, filled: torch.Tensor, missing: torch.Tensor) -> float:

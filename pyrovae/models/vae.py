@@ -524,7 +524,9 @@ class VAE(Model):
                 y = torch.arange(num_samples, device=z.device) % self.num_classes
             y = torch.as_tensor(y, device=z.device).long().expand(num_samples)
             if bool((y < 0).any()) or bool((y >= self.num_classes).any()):
-                raise PyrovaeError("labels ", Param("y"), f" must lie in 0..{self.num_classes - 1}")
+                raise PyrovaeError(
+                    "labels ", Param("y"), f" must lie in 0..{self.num_classes - 1}"
+                )
         px = self.decode(z, y)
         return px.mean if mean else px.sample()
 

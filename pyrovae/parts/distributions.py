@@ -212,12 +212,20 @@ class DiscretizedLogisticMixtureDist(_PixelDistribution):
 
     @property
     def mean(self) -> torch.Tensor:
-        levels = torch.arange(LEVELS, device=self.locs.device, dtype=self.locs.dtype)
-        grid = (levels / (LEVELS - 1)).reshape(LEVELS, *([1] * (self.locs.dim() - 1)))
-        grid = grid.expand(LEVELS, *self.batch_shape, self.event_shape[0])
-        log_w = self.logits.log_softmax(-2)
-        probs = (log_w + self._bin_log_probs(grid)).logsumexp(-2).exp()
-        return (probs * grid).sum(0)
+        """E[x] = 1 - (1/255) sum_{j<255} P(x <= j/255), the levels' sum by parts.
+
+        Each P(x <= j/255) is the mixture's logistic CDF at the level's upper edge, the
+        same bin masses :meth:`log_prob` uses; levels go in chunks, to bound memory.
+        """
+        w = self.logits.softmax(-2)
+        inv_s = torch.exp(-self.log_scales)
+        below = torch.zeros_like(self.locs[..., 0, :])
+        edges = torch.arange(LEVELS - 1, device=self.locs.device, dtype=self.locs.dtype)
+        edges = (2 * edges + 1) / (LEVELS - 1) - 1  # upper edges of levels 0..254 in [-1, 1]
+        for chunk in edges.split(32):
+            upper = chunk.reshape(-1, *([1] * self.locs.dim()))
+            below = below + (w * torch.sigmoid((upper - self.locs) * inv_s)).sum((0, -2))
+        return 1 - below / (LEVELS - 1)
 
 
 class QuantizedCategoricalDist(_PixelDistribution):

@@ -78,7 +78,20 @@ def _check_image_shape(image_shape: Sequence[int] | None, x_dim: int) -> tuple[i
     return c, h, w
 
 
-class ConvEncoder(nn.Module):
+class _OnImages(nn.Module):
+    """Base of the convolutional networks: flat vectors in and out, images inside."""
+
+    def __init__(self, image_shape: Sequence[int], activation: str) -> None:
+        super().__init__()
+        self.image_shape = tuple(int(s) for s in image_shape)
+        self.act = lookup(ACTIVATIONS, activation, "activation")
+
+    def images(self, x: torch.Tensor) -> torch.Tensor:
+        """Flat inputs ``(..., C*H*W)`` as a batch of images ``(N, C, H, W)``."""
+        return x.reshape(-1, *self.image_shape)
+
+
+class ConvEncoder(_OnImages):
     """Two stride-2 convolutions and a fully connected head, for small images.
 
     Takes flat inputs ``(..., C*H*W)`` and returns ``(..., out_dim)``.
@@ -92,25 +105,22 @@ class ConvEncoder(nn.Module):
         activation: str = "relu",
         channels: tuple[int, int] = (32, 64),
     ) -> None:
-        super().__init__()
-        act = lookup(ACTIVATIONS, activation, "activation")
-        c, h, w = image_shape
-        self.image_shape = (c, h, w)
+        super().__init__(image_shape, activation)
+        c, h, w = self.image_shape
         self.conv = nn.Sequential(
             nn.Conv2d(c, channels[0], 4, stride=2, padding=1),
-            act(),
+            self.act(),
             nn.Conv2d(channels[0], channels[1], 4, stride=2, padding=1),
-            act(),
+            self.act(),
         )
         self.head = MLP(channels[1] * (h // 4) * (w // 4), out_dim, hidden, activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch = x.shape[:-1]
-        h = self.conv(x.reshape(-1, *self.image_shape))
-        return self.head(h.flatten(1)).reshape(*batch, -1)
+        h = self.conv(self.images(x))
+        return self.head(h.flatten(1)).reshape(*x.shape[:-1], -1)
 
 
-class ConvClassifier(nn.Module):
+class ConvClassifier(_OnImages):
     """A small convolutional classifier of flat images: ``(..., C*H*W)`` to logits.
 
     Dropout on the input pixels, two 5x5 convolutions each followed by 2x2 max-pooling
@@ -131,37 +141,30 @@ class ConvClassifier(nn.Module):
     """
 
     def __init__(
-        self,
-        image_shape: Sequence[int],
-        out_dim: int,
-        activation: str = "relu",
-        dropout: float = 0.5,
+        self, image_shape: Sequence[int], out_dim: int, activation: str = "relu", dropout=0.5
     ) -> None:
-        super().__init__()
-        act = lookup(ACTIVATIONS, activation, "activation")
-        c, h, w = (int(s) for s in image_shape)
-        self.image_shape = (c, h, w)
+        super().__init__(image_shape, activation)
+        c, h, w = self.image_shape
         self.net = nn.Sequential(
             nn.Dropout(dropout),
             nn.Conv2d(c, 32, 5, padding=2),
-            act(),
+            self.act(),
             nn.MaxPool2d(2),
             nn.Conv2d(32, 64, 5, padding=2),
-            act(),
+            self.act(),
             nn.MaxPool2d(2),
             nn.Flatten(),
             nn.Dropout(dropout),
             nn.Linear(64 * (h // 4) * (w // 4), 128),
-            act(),
+            self.act(),
             nn.Linear(128, out_dim),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch = x.shape[:-1]
-        return self.net(x.reshape(-1, *self.image_shape)).reshape(*batch, -1)
+        return self.net(self.images(x)).reshape(*x.shape[:-1], -1)
 
 
-class ConvDecoder(nn.Module):
+class ConvDecoder(_OnImages):
     """A fully connected stem and two stride-2 transposed convolutions.
 
     Returns ``(..., out_channels*H*W)`` laid out channel-major, which is the layout every
@@ -177,25 +180,22 @@ class ConvDecoder(nn.Module):
         activation: str = "relu",
         channels: tuple[int, int] = (64, 32),
     ) -> None:
-        super().__init__()
-        act = lookup(ACTIVATIONS, activation, "activation")
-        _, h, w = image_shape
+        super().__init__(image_shape, activation)
+        _, h, w = self.image_shape
         if out_dim % (h * w):
             raise PyrovaeError(f"decoder output size {out_dim} is not a multiple of {h}*{w}")
         self.stem_shape = (channels[0], h // 4, w // 4)
-        self.stem = nn.Sequential(
-            MLP(z_dim, channels[0] * (h // 4) * (w // 4), hidden, activation), act()
-        )
+        stem = MLP(z_dim, channels[0] * (h // 4) * (w // 4), hidden, activation)
+        self.stem = nn.Sequential(stem, self.act())
         self.deconv = nn.Sequential(
             nn.ConvTranspose2d(channels[0], channels[1], 4, stride=2, padding=1),
-            act(),
+            self.act(),
             nn.ConvTranspose2d(channels[1], out_dim // (h * w), 4, stride=2, padding=1),
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        batch = z.shape[:-1]
         h = self.stem(z.reshape(-1, z.shape[-1])).reshape(-1, *self.stem_shape)
-        return self.deconv(h).reshape(*batch, -1)
+        return self.deconv(h).reshape(*z.shape[:-1], -1)
 
 
 NetBuilder = Callable[..., tuple[nn.Module, nn.Module]]

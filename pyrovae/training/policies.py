@@ -31,7 +31,7 @@ same step.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -81,23 +81,21 @@ class Policy:
 class Policies(list):
     """The policies of a run, called in order at each moment (see the module docstring)."""
 
-    def __init__(self, policies: Sequence[Policy]) -> None:
-        super().__init__(policies)
+    def _each(self, moment: str, *args: Any) -> list:
+        """Every policy at ``moment``, in order: their answers."""
+        return [getattr(policy, moment)(*args) for policy in self]
 
     def start(self, loop: Loop) -> None:
-        for p in self:
-            p.start(loop)
+        self._each("start", loop)
 
     def epoch_start(self, loop: Loop) -> None:
-        for p in self:
-            p.epoch_start(loop)
+        self._each("epoch_start", loop)
 
     def before_step(self, loop: Loop) -> None:
-        for p in self:
-            p.before_step(loop)
+        self._each("before_step", loop)
 
     def after_step(self, loop: Loop) -> bool:
-        return any([p.after_step(loop) for p in self])  # every policy sees every step
+        return any(self._each("after_step", loop))  # every policy sees every step
 
     def recover(self, loop: Loop, err: NonFiniteError) -> None:
         """Let the first policy that can restore the state do so; else raise ``err``."""
@@ -105,19 +103,16 @@ class Policies(list):
             raise err
 
     def end_of_epoch(self, loop: Loop, record: dict[str, Any]) -> None:
-        for p in self:
-            p.end_of_epoch(loop, record)
+        self._each("end_of_epoch", loop, record)
 
     def epoch_done(self, loop: Loop) -> bool:
-        return any([p.epoch_done(loop) for p in self])
+        return any(self._each("epoch_done", loop))
 
     def finish(self, loop: Loop) -> None:
-        for p in self:
-            p.finish(loop)
+        self._each("finish", loop)
 
     def close(self, loop: Loop) -> None:
-        for p in self:
-            p.close(loop)
+        self._each("close", loop)
 
 
 class Progress(Policy):

@@ -14,7 +14,7 @@ import torch
 
 from pyrovae.data.batches import Batch, Indexable
 from pyrovae.errors import Param, PyrovaeError
-from pyrovae.inference.imputation import fill_missing
+from pyrovae.inference import imputation
 from pyrovae.inference.marginal import log_marginal_likelihood
 from pyrovae.inference.passes import chunks
 from pyrovae.parts.distributions import entry_log_prob, mean_of
@@ -108,7 +108,7 @@ def impute(
     with the missing pixels first set to ``fill``, are weighted by
     p(x_obs | z_k) p(z_k) / q(z_k | x_filled), the importance weights of the posterior
     given the observed part alone, and the missing pixels become the weighted mean of
-    E[x_miss | z_k] (:func:`pyrovae.inference.imputation.fill_missing`, which the tables'
+    E[x_miss | z_k] (:func:`pyrovae.inference.imputation.impute`, which the tables'
     imputation shares). Optional pseudo-Gibbs steps (Rezende et al., 2014: z at the
     guide's mean given the current fill, then the missing pixels at the decoder's mean)
     first move the fill towards one completion; on the bundled MNIST sample they made
@@ -145,4 +145,4 @@ def impute(
     for _ in range(gibbs_steps):
         filled = torch.where(missing, decode_mean(vae, latent_means(vae, filled)), x)
     masked = Indexable(Batch((), {"x": filled, "mask": ~missing}))
-    return fill_missing(vae.model, vae.guide, masked, num_samples, None, batch_size)
+    return imputation.impute(vae.model, vae.guide, masked, num_samples, None, batch_size)

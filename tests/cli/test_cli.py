@@ -526,9 +526,12 @@ def test_conditional_needs_labels_and_label_needs_a_conditional_run(
     assert "--label applies to a run with classes" in capsys.readouterr().err
 
 
-def test_a_semi_supervised_run_trains_evaluates_classifies_resumes_and_reports(tmp_path, capsys):
+def test_a_semi_supervised_run_trains_evaluates_classifies_resumes_and_reports(
+    tmp_path, tiny_labelled_npz, capsys
+):
     run = tmp_path / "m2"
     small = ["--z-dim", "4", "--hidden", "16", "--no-progress", "--seed", "1"]
+    small += ["--dataset", str(tiny_labelled_npz)]
     assert main(["train", "--labels", "20", "--epochs", "1", "--out", str(run), *small]) == 0
     config = json.loads((run / "config.json").read_text())
     assert config["data"]["labels"] == "semi-supervised" and config["data"]["labelled"] == 20

@@ -7,6 +7,8 @@ from pyro import poutine
 
 import pyrovae
 from pyrovae import VAE, PyrovaeError
+from pyrovae.inference.logweights import trace_log_weights
+from pyrovae.parts.distributions import UniformCodes
 from pyrovae.parts.guides import GUIDES
 from pyrovae.parts.likelihoods import LIKELIHOODS
 from pyrovae.parts.priors import PRIORS
@@ -88,7 +90,7 @@ def test_every_combination_builds_by_name_and_runs(prior, likelihood, guide):
     assert vae.config["posterior"] == guide
     x = vae.model(None, num_samples=4)
     vae.likelihood.check_support(x)
-    lw = pyrovae.marginal.trace_log_weights(vae.model, vae.guide, x, num_particles=3)
+    lw = trace_log_weights(vae.model, vae.guide, x, num_particles=3)
     assert lw.log_weight.shape == (3, 4) and torch.isfinite(lw.log_weight).all()
 
 
@@ -129,7 +131,7 @@ def test_every_combination_runs_conditional_and_hierarchical_or_says_why_not(
     x = vae.model(None, y, num_samples=4)
     vae.likelihood.check_support(x)
     data = (x, y) if y is not None else (x,)
-    lw = pyrovae.marginal.trace_log_weights(vae.model, vae.guide, *data, num_particles=3)
+    lw = trace_log_weights(vae.model, vae.guide, *data, num_particles=3)
     assert lw.log_weight.shape == (3, 4) and torch.isfinite(lw.log_weight).all()
     assert vae.sample(4).shape == (4, 16)
 
@@ -328,7 +330,7 @@ def _vq_vae(**kwargs):
 def test_vq_log_weight_is_the_likelihood_at_the_nearest_codes_minus_m_log_k():
     vae = _vq_vae().eval()
     x = _binary(5, 6)
-    lw = pyrovae.marginal.trace_log_weights(vae.model, vae.guide, x, num_particles=2)
+    lw = trace_log_weights(vae.model, vae.guide, x, num_particles=2)
     z_e = vae.encoder(x).reshape(5, 2, 2)
     rows = vae.posterior.codebook
     z_q = rows[(z_e.unsqueeze(-2) - rows).norm(dim=-1).argmin(-1)].reshape(5, 4)
@@ -358,7 +360,7 @@ def test_vq_rebuilds_from_its_config_with_the_codebook_prior():
     assert vae.config["prior"] == "codebook" and vae.config["posterior"] == "vq"
     again = VAE.from_config({**vae.config, "image_shape": None})
     assert again.config == vae.config
-    assert isinstance(again.prior(), pyrovae.priors.UniformCodes)
+    assert isinstance(again.prior(), UniformCodes)
 
 
 def test_fit_trains_a_vq_vae_and_moves_its_codebook():

@@ -199,3 +199,16 @@ def test_columns_may_come_in_any_order():
 def test_a_bad_column_spec_is_one_line(spec, match):
     with pytest.raises(PyrovaeError, match=match):
         LIKELIHOODS["columns"](5, spec=spec)
+
+
+def test_the_discretised_logistic_mean_is_the_mean_of_its_256_levels():
+    from pyrovae.parts.distributions import LEVELS, DiscretizedLogisticMixtureDist
+
+    torch.manual_seed(0)
+    b, m, d = 3, 4, 7
+    locs, log_scales = torch.tanh(torch.randn(b, m, d)), torch.randn(b, m, d) - 1
+    px = DiscretizedLogisticMixtureDist(torch.randn(b, m, d), locs, log_scales)
+    levels = torch.arange(LEVELS, dtype=torch.float32) / (LEVELS - 1)
+    probs = torch.stack([px.pixel_log_prob(level.expand(b, d)).exp() for level in levels])
+    assert torch.allclose(probs.sum(0), torch.ones(b, d), atol=1e-5)
+    assert torch.allclose(px.mean, (probs * levels[:, None, None]).sum(0), atol=1e-5)

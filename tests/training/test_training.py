@@ -174,9 +174,7 @@ def test_fast_svi_matches_pyros_svi(sample):
         pyro.clear_param_store()
         torch.manual_seed(0)
         vae = VAE(z_dim=3, hidden=(16,))
-        svi = cls(
-            vae.model, vae.guide, pyro.optim.Adam({"lr": 1e-2}), pyrovae.objectives.Trace_ELBO()
-        )
+        svi = cls(vae.model, vae.guide, pyro.optim.Adam({"lr": 1e-2}), pyrovae.Trace_ELBO())
         pyro.set_rng_seed(1)
         losses = [svi.step(x) for _ in range(5)]
         results.append((losses, [p.detach().clone() for p in vae.parameters()]))
