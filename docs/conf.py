@@ -54,7 +54,8 @@ autodoc_typehints = "signature"
 # methods overridden in pyrovae) are left out instead of repeating torch's or Pyro's
 # text, whose markup is written for their own documentation sites. With the default
 # (True) the build fails on torch's Google-style docstring inherited by an override:
-#   pyrovae/likelihoods.py:docstring of pyrovae.likelihoods.IndependentBernoulli.expand:12:
+#   pyrovae/parts/distributions.py:docstring of
+#   pyrovae.parts.distributions.IndependentBernoulli.expand:12:
 #   ERROR: Unexpected indentation.
 autodoc_inherit_docstrings = False
 napoleon_google_docstring = False
@@ -62,9 +63,9 @@ napoleon_numpy_docstring = True
 # "Attributes" sections become :ivar: fields of the class rather than separate
 # attribute entries, so a field is never described twice. With the default (False) the
 # build gives 27 "duplicate object description" warnings: every field named in the
-# Attributes section of LogWeights, MarginalLikelihood, Bound (pyrovae.marginal),
-# TrainState (pyrovae.training), Dataset (pyrovae.datasets) and Likelihood
-# (pyrovae.likelihoods: channels, default_binarize) is also documented by autodoc.
+# Attributes section of LogWeights, MarginalLikelihood, Bound (pyrovae.inference),
+# TrainState (pyrovae.training), DataSplit (pyrovae.data.datasets) and Likelihood
+# (pyrovae.parts.likelihoods: channels, default_binarize) is also documented by autodoc.
 napoleon_use_ivar = True
 
 # -- viewcode ------------------------------------------------------------------------
@@ -84,9 +85,9 @@ html_theme_options = {
 def _resolve_reexport(app, env, node, contnode):
     """Resolve ``pyrovae.VAE``, ``pyrovae.fit``, ... to where the object is documented.
 
-    The package re-exports its public API (``pyrovae.VAE`` is ``pyrovae.vae.VAE``);
+    The package re-exports its public API (``pyrovae.VAE`` is ``pyrovae.models.vae.VAE``);
     the API reference documents each object once, under its defining module, so a
-    docstring's ``:func:`pyrovae.fit``` is sent to ``pyrovae.training.fit``.
+    docstring's ``:func:`pyrovae.fit``` is sent to ``pyrovae.training.loop.fit``.
     """
     if node.get("refdomain") != "py":
         return None

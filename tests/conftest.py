@@ -7,6 +7,7 @@ thread: the workers share the machine's cores between them.
 from __future__ import annotations
 
 import os
+import shutil
 
 import numpy as np
 import pyro
@@ -62,25 +63,23 @@ def tiny_labelled_npz(tmp_path, sample):
     return path
 
 
-@pytest.fixture
-def run_dir(tmp_path, tiny_npz):
-    """A run folder trained for one epoch on the tiny dataset."""
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, sample):
+    """A run folder trained once per test process: one epoch on the tiny dataset."""
     from pyrovae.cli import main
 
+    where = tmp_path_factory.mktemp("trained")
+    images = (sample.train[:300] * 255).round().to(torch.uint8).reshape(-1, 28, 28).numpy()
+    np.savez(where / "tiny.npz", x=images)
+    out = where / "run"
+    args = ["train", "--dataset", str(where / "tiny.npz"), "--epochs", "1", "--z-dim", "4"]
+    assert main([*args, "--hidden", "16", "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+@pytest.fixture
+def run_dir(tmp_path, trained_run):
+    """A copy of the trained run folder, the test's own to write into."""
     out = tmp_path / "run"
-    args = [
-        "train",
-        "--dataset",
-        str(tiny_npz),
-        "--epochs",
-        "1",
-        "--z-dim",
-        "4",
-        "--hidden",
-        "16",
-        "--out",
-        str(out),
-        "--no-progress",
-    ]
-    assert main(args) == 0
+    shutil.copytree(trained_run, out)
     return out

@@ -18,6 +18,7 @@ from typing import Any
 
 from pyrovae._version import __version__
 from pyrovae.errors import PyrovaeError
+from pyrovae.models.protocol import declared
 
 #: The flags that set the built-in VAE's constructor arguments: flag -> argument.
 VAE_ARGUMENTS = {
@@ -116,12 +117,16 @@ def _defaults(variant: str | None, *names: str) -> dict[str, Any]:
 
 
 def _default_epochs(model: dict[str, Any]) -> int:
-    """The epochs the model's class declares (20; the cluster VAE's: 40)."""
-    from pyrovae.models.protocol import Model
+    """The epochs the model's class declares (the contract's 20; the cluster VAE's 40)."""
+    return declared(_model_class(model), "default_epochs")
+
+
+def _model_class(model: dict[str, Any]) -> type:
+    """The class a new run's model settings name: a built-in variant, or the user's."""
+    from pyrovae.models.user import import_object
     from pyrovae.models.variants import VARIANTS
 
-    cls = VARIANTS[model["variant"]] if model["kind"] == "vae" else Model
-    return cls.default_epochs
+    return VARIANTS[model["variant"]] if model["kind"] == "vae" else import_object(model["source"])
 
 
 def _variant(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -145,9 +150,7 @@ def _loss_flag(args: argparse.Namespace, model: dict[str, Any]) -> str | None:
     A variant with a discrete latent (M2's y, the cluster VAE's c) has it summed out by
     TraceEnum_ELBO, which fit picks for it; the named ELBOs would sample it instead.
     """
-    from pyrovae.models.variants import VARIANTS
-
-    discrete = VARIANTS[model["variant"]].discrete_latent if model["kind"] == "vae" else None
+    discrete = declared(_model_class(model), "discrete_latent")
     if args.loss and discrete:
         raise PyrovaeError(
             f"--loss does not apply here: the discrete latent {discrete} is summed out by "

@@ -245,7 +245,7 @@ def annealed_importance_sampling(
         Pyro programs as for :func:`pyrovae.log_marginal_likelihood`, with continuous
         latent sites; their modules run in ``eval()`` mode.
     data
-        Datapoints in any form of :mod:`pyrovae.batches` (already binarised, if the
+        Datapoints in any form of :mod:`pyrovae.data.batches` (already binarised, if the
         model needs it).
     num_chains
         K, independent AIS chains per datapoint.

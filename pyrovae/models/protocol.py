@@ -6,26 +6,30 @@ plate over the minibatch. A model may declare more, and each declaration has a d
 :class:`Model` is a base class that holds them, and pyrovae's own VAEs derive from it.
 The rest of pyrovae reads the declarations in one place, :func:`contract_of`:
 
-========================  ==========  ===================================================
-declaration               default     who asks, and what for
-========================  ==========  ===================================================
-``mixed_precision_safe``  False       ``fit``: whether ``precision="auto"`` may run the
-                                      programs under bfloat16 autocast (their
-                                      distributions are built from float32 values)
-``enumerates_in_model``   False       ``fit``: the model sums a discrete site out with no
-                                      guide site for it, so ``TraceEnum_ELBO`` is needed
-``discrete_latent``       None        the command line: the name of a discrete latent
-                                      that training sums out (``--loss`` is refused)
-``default_epochs``        20          the command line: epochs when ``--epochs`` is
-                                      not given
-``check_data(x)``         accepts     ``fit``: raise :class:`~pyrovae.errors.PyrovaeError`
-                                      unless the data fit the model (shape, support)
-``end_of_epoch(e, data)`` nothing     ``fit``: called after epoch ``e``, before validation
-                                      and the checkpoint (the cluster VAE fits its mixture)
-``label_scores(x, y)``    ``{}``      ``evaluate``: held-out scores against class labels
-``config``                none        run folders: the constructor's arguments, so that
-                                      ``type(model)(**config)`` rebuilds the model
-========================  ==========  ===================================================
+=========================  ==========  ==================================================
+declaration                default     who asks, and what for
+=========================  ==========  ==================================================
+``mixed_precision_safe``   False       ``fit``: whether ``precision="auto"`` may run the
+                                       programs under bfloat16 autocast (their
+                                       distributions are built from float32 values)
+``enumerates_in_model``    False       ``fit``: the model sums a discrete site out with
+                                       no guide site for it: ``TraceEnum_ELBO`` is needed
+``discrete_latent``        None        the command line: the name of a discrete latent
+                                       that training sums out (``--loss`` is refused)
+``default_epochs``         20          the command line: epochs when ``--epochs`` is
+                                       not given
+``check_data(x)``          accepts     ``fit``: raise :class:`~pyrovae.errors.PyrovaeError`
+                                       unless the data fit the model (shape, support)
+``end_of_epoch(e, data)``  nothing     ``fit``: called after epoch ``e``, before
+                                       validation and the checkpoint (the cluster VAE
+                                       fits its mixture there)
+``label_scores(x, y)``     ``{}``      ``evaluate``: held-out scores against class labels
+``config``                 none        run folders: the constructor's arguments, so that
+                                       ``type(model)(**config)`` rebuilds the model
+=========================  ==========  ==================================================
+
+The command line reads ``default_epochs`` and ``discrete_latent`` from the class it is
+asked to build (:func:`declared`), before there is a model to ask.
 
 A name that is almost one of these in a subclass of :class:`Model` (``end_of_epoc``)
 is a typo that would silently turn a feature off; defining the class warns of it.
@@ -146,6 +150,14 @@ def contract_of(obj: Any) -> Contract:
     if not isinstance(obj, Model):
         _warn_near_misses(type(obj))
     return Contract(obj.model, obj.guide, obj, **declared)
+
+
+def declared(obj: Any, name: str) -> Any:
+    """What a model, or a model class, declares as ``name``, or the contract's default."""
+    if name not in DECLARATIONS:
+        raise KeyError(f"{name!r} is no declaration of the model contract")
+    default = next(f.default for f in fields(Contract) if f.name == name)
+    return getattr(obj, name, default)
 
 
 def _warn_near_misses(cls: type) -> None:

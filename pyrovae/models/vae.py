@@ -234,7 +234,7 @@ class VAE(Model):
 
     where p(z_L) is the chosen prior over d_L units, p(x | z_1) the likelihood of the
     decoder's output, q(z_1 | x) the chosen guide family over d_1 units from the encoder,
-    and each mean/scale pair is a :class:`~pyrovae.layers.GaussianLayer` (an MLP with one
+    and each mean/scale pair is a :class:`~pyrovae.parts.layers.GaussianLayer` (an MLP with one
     hidden layer of ``hidden[-1]`` units; softplus scales): ``down[l-1]`` in the model,
     ``up[l-1]`` in the guide (bottom-up inference). The sites are ``"z1" .. "zL"``, all
     under the data plate. ``z_dim`` is then the bottom layer's size d_1 (what
@@ -244,7 +244,7 @@ class VAE(Model):
     """
 
     #: Its networks' outputs are cast back to float32 before any distribution is built,
-    #: so ``precision="auto"`` may train it in bfloat16 (see :mod:`pyrovae.precision`).
+    #: so ``precision="auto"`` may train it in bfloat16 (see :mod:`pyrovae.inference.precision`).
     mixed_precision_safe = True
 
     #: The discrete latent site that training sums out with ``TraceEnum_ELBO`` (None: no

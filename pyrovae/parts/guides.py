@@ -167,7 +167,7 @@ class VectorQuantised(GuideFamily):
     replaced by its nearest row e_k of a learnt codebook of K rows, so the latent is M
     discrete codes k_1..k_M. As a pair of Pyro distributions::
 
-        p(z) = prod_m Uniform(k_m; K)             (pyrovae.priors.Codebook, implied)
+        p(z) = prod_m Uniform(k_m; K)             (pyrovae.parts.priors.Codebook, implied)
         q(z | x) = Delta(z = [e_k1, ..., e_kM]),   k_m = argmin_k ||z_e,m - e_k||
 
     so log q(z | x) = 0, log p(z) = -M log K, and the ELBO is

@@ -198,7 +198,7 @@ class Flow(Prior):
 class Codebook(Prior):
     """The prior of a vector-quantised latent: z is M codes, each uniform over K rows.
 
-    Not chosen by name: the ``vq`` guide family (:class:`pyrovae.guides.VectorQuantised`)
+    Not chosen by name: the ``vq`` guide family (:class:`pyrovae.parts.guides.VectorQuantised`)
     brings it, over its own codebook, as van den Oord et al. (2017) train a VQ-VAE.
     Every code costs log K nats of KL, whatever x is.
 

@@ -1,7 +1,7 @@
 """Stopping cleanly on SIGTERM and SIGINT: a flag the training loop reads.
 
 A batch scheduler ends a job with SIGTERM (and SIGKILL a little later); a user presses
-Ctrl-C (SIGINT). While :func:`~pyrovae.training.fit` runs, :class:`Signals` turns either
+Ctrl-C (SIGINT). While :func:`~pyrovae.training.loop.fit` runs, :class:`Signals` turns either
 signal into a flag and nothing more. The loop reads it after every step (and at every
 epoch boundary), hands the state of that moment to its ``callback`` (where the command
 line writes its checkpoint) and raises :class:`~pyrovae.errors.Preempted`, so a run

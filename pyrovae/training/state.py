@@ -109,7 +109,7 @@ class GoodState:
     Parameters
     ----------
     svi
-        The :class:`~pyrovae.svi.FastSVI` whose parameters and optimiser are saved.
+        The :class:`~pyrovae.inference.svi.FastSVI` whose parameters and optimiser are saved.
     device
         The training device (for the generator states).
     """

@@ -245,7 +245,7 @@ def latent_units(
 
     Top row: KL(q(z_u|x) || p(z_u)) per unit (nats, averaged over the data); bottom
     row: Cov_x(E_q[z_u|x]) per unit on a log scale, with the activity threshold. Active
-    units are drawn in blue, inactive ones in grey (see :mod:`pyrovae.diagnostics`).
+    units are drawn in blue, inactive ones in grey (see :mod:`pyrovae.use.diagnostics`).
     """
     names = list(variance)
     fig = Figure(figsize=(max(5.2, 3.2 * len(names)), 5.0))

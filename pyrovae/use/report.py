@@ -3,7 +3,7 @@
 ``report.html`` holds its figures as ``data:`` URIs and its style inline, so it opens
 from disk in any browser with no server, no network and no other file. It shows the
 run's configuration, the per-epoch curves, a table of metrics (the last epoch's, and
-those of ``pyrovae evaluate`` when it has run), and the figures of :mod:`pyrovae.plots`.
+those of ``pyrovae evaluate`` when it has run), and the figures of :mod:`pyrovae.use.plots`.
 """
 
 from __future__ import annotations

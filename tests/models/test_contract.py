@@ -135,3 +135,13 @@ def test_a_typo_of_a_declaration_is_not_silent():
 
     with pytest.warns(UserWarning, match="discrete_latents looks like a typo"):
         contract_of(User())
+
+
+def test_a_class_declares_before_there_is_a_model():
+    from pyrovae.models.protocol import declared
+
+    assert declared(pyrovae.ClusterVAE, "default_epochs") == 40
+    assert declared(pyrovae.SemiSupervisedVAE, "discrete_latent") == "y"
+    assert declared(nn.Linear, "default_epochs") == 20  # the contract's default
+    with pytest.raises(KeyError, match="no declaration"):
+        declared(pyrovae.VAE, "epochs")

@@ -174,3 +174,16 @@ def test_named_arrays_split_by_name_or_by_the_last_fifth(tmp_path):
     np.savez(tmp_path / "d.npz", x=np.ones((10, 2)), y=np.arange(9))
     with pytest.raises(PyrovaeError, match="same number"):
         load_named_arrays(tmp_path / "d.npz")
+
+
+def test_the_command_line_honours_what_a_users_class_declares(user_files):
+    source = (user_files / "counts_model.py").read_text()
+    declared = source.replace(
+        "class CountVAE(nn.Module):", "class CountVAE(nn.Module):\n    default_epochs = 2\n"
+    )
+    (user_files / "counts_model.py").write_text(declared)
+    assert _train(user_files, user_files / "run") == 0  # no --epochs: the class's 2
+    config = json.loads((user_files / "run" / "config.json").read_text())
+    assert config["train"]["epochs"] == 2
+    history = json.loads((user_files / "run" / "history.json").read_text())
+    assert history["epoch"] == [1, 2]
