@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(BIN)/pyrovae train --out runs/demo --force
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n auto
+	$(BIN)/python -m pytest -n auto --dist worksteal
 	$(BIN)/ruff check pyrovae tests examples benchmarks
 	$(BIN)/lint-imports
 	$(BIN)/python -m sphinx -W --keep-going -q -b html docs docs/_build/html
