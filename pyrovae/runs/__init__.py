@@ -1,0 +1,17 @@
+"""Run folders: a library format that ``pyrovae train`` and ``fit(..., run_dir=...)`` share.
+
+``config``
+    ``config.json``: its format version, the one upgrade of older configs, the files a
+    run names (found again from any working directory).
+``build``
+    The one builder: a config to its data and its model.
+``checkpoint``
+    ``checkpoint.pt``: tensors and plain data, read without unpickling code.
+``folder``
+    Writing a run folder (:class:`~pyrovae.runs.folder.RunFolder`), loading one
+    (:func:`~pyrovae.runs.folder.load`, :func:`~pyrovae.runs.folder.load_run`).
+``files``
+    Atomic writes of every file a run or a command writes.
+``lock``
+    One training process per run folder.
+"""
