@@ -174,12 +174,13 @@ def locate(config: dict[str, Any], run_dir: str | Path, key: str) -> Path:
     for candidate in candidates:
         if candidate.is_file():
             return candidate
-    fix = ("pass ", Param("dataset"), " with its new place") if key == "dataset" else (
-        f"put it back, or write its new place in {run_dir / CONFIG}",
+    fix = (
+        ("pass ", Param("dataset"), " with its new place")
+        if key == "dataset"
+        else (f"put it back, or write its new place in {run_dir / CONFIG}",)
     )
     raise PyrovaeError(
-        f"{recorded}, the {key} file that {run_dir / CONFIG} names, is not there "
-        "(moved?); ",
+        f"{recorded}, the {key} file that {run_dir / CONFIG} names, is not there (moved?); ",
         *fix,
     )
 

@@ -86,5 +86,3 @@ def write_table(path: str | Path, values: np.ndarray, header: list[str] | None =
         writer.writerows([[repr(float(v)) for v in row] for row in values])
 
     atomic_write(path, write, mode="w")
-
-

@@ -170,7 +170,9 @@ def _stored_run(run_dir: str | Path, config: dict, device: torch.device) -> Run:
     batch = Batch(tuple(stored["args"]), dict(stored["kwargs"]))
     binarization = get_binarization(config["data"]["binarize"])
     batch = batch.with_first(binarization.heldout(batch.first, config["train"]["seed"]))
-    heldout = batch.kwargs if batch.kwargs else (batch.args[0] if len(batch.args) == 1 else batch.args)
+    heldout = (
+        batch.kwargs if batch.kwargs else (batch.args[0] if len(batch.args) == 1 else batch.args)
+    )
     return Run(_model(run_dir, config, None, device), config, None, heldout)
 
 
@@ -278,7 +280,9 @@ class RunFolder:
         try:
             return state["train_state"]
         except KeyError as err:
-            raise PyrovaeError(f"{self.path / CHECKPOINT} does not match {self.path}: {err}") from None
+            raise PyrovaeError(
+                f"{self.path / CHECKPOINT} does not match {self.path}: {err}"
+            ) from None
 
 
 def _check_empty(path: Path, force: bool) -> None:

@@ -70,8 +70,10 @@ def test_a_config_from_a_newer_pyrovae_is_refused():
 def test_files_are_recorded_absolute_and_relative_to_the_run(tmp_path):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "t.csv").write_text("a\n1\n2\n")
-    config = record_files(upgrade({**V1, "data": {"dataset": str(tmp_path / "data" / "t.csv")}}),
-                          tmp_path / "runs" / "x")
+    config = record_files(
+        upgrade({**V1, "data": {"dataset": str(tmp_path / "data" / "t.csv")}}),
+        tmp_path / "runs" / "x",
+    )
     assert config["data"]["dataset"] == str((tmp_path / "data" / "t.csv").resolve())
     assert config["files"] == {"dataset": "../../data/t.csv"}
     # The project moved, the run and its data together: found relative to the run.
@@ -79,9 +81,10 @@ def test_files_are_recorded_absolute_and_relative_to_the_run(tmp_path):
     (tmp_path / "runs" / "x").mkdir(parents=True)
     (tmp_path / "moved-data").rename(tmp_path / "runs" / "data")
     config["files"]["dataset"] = "../data/t.csv"
-    assert locate(config, tmp_path / "runs" / "x", "dataset").resolve() == (
-        tmp_path / "runs" / "data" / "t.csv"
-    ).resolve()
+    assert (
+        locate(config, tmp_path / "runs" / "x", "dataset").resolve()
+        == (tmp_path / "runs" / "data" / "t.csv").resolve()
+    )
 
 
 def test_a_csv_run_evaluates_from_any_working_directory(tmp_path, monkeypatch, capsys):

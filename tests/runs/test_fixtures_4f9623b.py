@@ -37,10 +37,19 @@ def copied(tmp_path_factory):
 
 def test_every_kind_of_run_is_there():
     assert set(KINDS) == {
-        "vae", "conditional", "hierarchical", "m2", "clusters", "vq", "csv_mask", "user"
+        "vae",
+        "conditional",
+        "hierarchical",
+        "m2",
+        "clusters",
+        "vq",
+        "csv_mask",
+        "user",
     }
-    assert all("format_version" not in json.loads((FIXTURES / k / "config.json").read_text())
-               for k in KINDS)
+    assert all(
+        "format_version" not in json.loads((FIXTURES / k / "config.json").read_text())
+        for k in KINDS
+    )
 
 
 @pytest.mark.parametrize("kind", KINDS)
