@@ -161,11 +161,12 @@ def _score(args: argparse.Namespace) -> None:
     _save_array(scores.cpu().numpy(), args.out)
 
 
-def _labels_of_datapoints(method: str, trained_with: str, what: str):
+def _labels_of_datapoints(variant: str, method: str, trained_with: str, what: str):
     """``(add_arguments, command)`` of a command that writes ``vae.<method>(x)`` to .npy.
 
     ``classify`` (M2) and ``cluster`` (a cluster VAE) both give one integer per held-out
-    datapoint from a method of the run's VAE; a run whose VAE lacks it is refused.
+    datapoint from a method of one variant of the VAE (``VARIANTS[variant]``); a run of
+    another model is refused.
     """
 
     def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -173,8 +174,10 @@ def _labels_of_datapoints(method: str, trained_with: str, what: str):
         p.add_argument("--out", required=True, help=f"the .npy file to write: {what}, shape (N,)")
 
     def command(args: argparse.Namespace) -> None:
+        from pyrovae.models.variants import VARIANTS
+
         vae, _, _, x = _load_run(args)
-        if not hasattr(vae, method):
+        if not isinstance(vae, VARIANTS[variant]):
             raise PyrovaeError(
                 f"{method} needs a run trained with {trained_with}; {args.run_dir} is not one"
             )
@@ -184,11 +187,13 @@ def _labels_of_datapoints(method: str, trained_with: str, what: str):
 
 
 _add_classify, _classify = _labels_of_datapoints(
+    "semi-supervised",
     "classify",
     "pyrovae train --labels N",
     "the most probable class under q(y|x) of each held-out datapoint",
 )
 _add_cluster, _cluster = _labels_of_datapoints(
+    "clusters",
     "cluster",
     "pyrovae train --clusters K",
     "the most probable cluster c of each held-out datapoint (under p(c|z) at the mean of q(z|x))",

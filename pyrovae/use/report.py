@@ -20,6 +20,8 @@ import torch
 from matplotlib.figure import Figure
 
 from pyrovae._version import __version__
+from pyrovae.models.clusters import ClusterVAE
+from pyrovae.models.vae import VAE
 from pyrovae.runs.config import HISTORY
 from pyrovae.runs.files import atomic_write
 from pyrovae.runs.folder import load_run
@@ -120,50 +122,89 @@ def write_report(
     num_images: int = 16,
     num_scatter: int = 2000,
 ) -> Path:
-    """Write ``RUN_DIR/report.html`` for a run folder and return its path."""
+    """Write ``RUN_DIR/report.html`` for a run folder and return its path.
+
+    Every run gets its curves and evaluation figures; a pyrovae VAE also gets the
+    figures of its encoder and decoder (a user's model has no known encoder).
+    """
     run_dir = Path(run_dir)
     run = load_run(run_dir, data_dir=data_dir, device=device)
-    vae = run.vae
-    history = json.loads((run_dir / HISTORY).read_text()) if (run_dir / HISTORY).exists() else {}
+    history, evaluated = _read(run_dir / HISTORY), _read(run_dir / METRICS)
     figures: dict[str, Figure] = {}
     if history.get("epoch"):
         figures["training curves: ELBO, reconstruction and KL terms per epoch"] = (
             plots.training_curves(history)
         )
-    x, mask, y = run.heldout, None, None
-    if isinstance(x, dict) and hasattr(vae, "encode"):  # missing entries, or labels
-        x, mask, y = x["x"], x.get("mask"), x.get("y")
-    if getattr(vae, "image_shape", None) is None and hasattr(vae, "reconstruct"):
+    if isinstance(run.vae, VAE):
+        figures.update(_vae_figures(run, num_images, num_scatter))
+    figures.update(_evaluation_figures(run_dir, evaluated))
+    page = render(f"pyrovae run {run_dir.name}", run.config, _metrics(run_dir, history), figures)
+    path = run_dir / REPORT
+    atomic_write(path, lambda f: f.write(page), mode="w")
+    return path
+
+
+def _read(path: Path) -> dict:
+    """A run's JSON file, or nothing before it is written."""
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _vae_figures(run: Any, num_images: int, num_scatter: int) -> dict[str, Figure]:
+    """What a pyrovae VAE shows of its held-out data: reconstructions, samples, the latent."""
+    vae, (x, mask, y) = run.vae, _parts(run.heldout)
+    figures: dict[str, Figure] = {}
+    if vae.image_shape is None:
         figures["reconstruction error per column of the held-out data"] = plots.column_errors(
             vae, x, mask
         )
-    if getattr(vae, "image_shape", None) is not None:
-        gen = torch.Generator().manual_seed(0)
-        pick = torch.randperm(x.shape[0], generator=gen)[:num_images].to(x.device)
-        shown = x[pick]
-        figures["held-out inputs and their reconstructions"] = plots.reconstructions(
+    else:
+        figures.update(_image_figures(vae, x, y, num_images, num_scatter))
+    labels = run.data.test_labels if run.data is not None else None
+    figures["latent space of the held-out data"] = plots.latent_scatter(
+        vae, x[:num_scatter], labels[:num_scatter] if labels is not None else None
+    )
+    return figures
+
+
+def _parts(heldout: Any) -> tuple[torch.Tensor, Any, Any]:
+    """The held-out images, their mask of observed entries and their labels, if any."""
+    if isinstance(heldout, dict):  # missing entries, or labels
+        return heldout["x"], heldout.get("mask"), heldout.get("y")
+    if isinstance(heldout, tuple):
+        return heldout[0], None, heldout[1] if len(heldout) > 1 else None
+    return heldout, None, None
+
+
+def _image_figures(vae: VAE, x, y, num_images: int, num_scatter: int) -> dict[str, Figure]:
+    """Reconstructions, samples (by class or cluster where there are some), latent paths."""
+    gen = torch.Generator().manual_seed(0)
+    pick = torch.randperm(x.shape[0], generator=gen)[:num_images].to(x.device)
+    shown = x[pick]
+    figures = {
+        "held-out inputs and their reconstructions": plots.reconstructions(
             vae, shown, y[pick] if y is not None else None
         )
-        if getattr(vae, "num_classes", None) is None:
-            figures["samples from the prior"] = plots.prior_samples(vae, 64)
-            figures["interpolations between held-out inputs"] = plots.interpolation(vae, shown)
-            figures["latent traversals"] = plots.latent_traversals(vae, x[:num_scatter])
-        else:  # conditional or M2: samples by class; paths in z hold y fixed, not shown
-            figures["samples from the prior, one class per column"] = plots.prior_samples(
-                vae, 8 * vae.num_classes
-            )
-        if hasattr(vae, "cluster"):
-            figures["samples per cluster, one cluster per column"] = plots.cluster_samples(vae)
-    labels = run.data.test_labels
-    if hasattr(vae, "encode"):  # pyrovae's VAE; a user's model has no known encoder
-        figures["latent space of the held-out data"] = plots.latent_scatter(
-            vae, x[:num_scatter], labels[:num_scatter] if labels is not None else None
+    }
+    if vae.num_classes is None:
+        figures["samples from the prior"] = plots.prior_samples(vae, 64)
+        figures["interpolations between held-out inputs"] = plots.interpolation(vae, shown)
+        figures["latent traversals"] = plots.latent_traversals(vae, x[:num_scatter])
+    else:  # conditional or M2: samples by class; paths in z hold y fixed, not shown
+        figures["samples from the prior, one class per column"] = plots.prior_samples(
+            vae, 8 * vae.num_classes
         )
+    if isinstance(vae, ClusterVAE):
+        figures["samples per cluster, one cluster per column"] = plots.cluster_samples(vae)
+    return figures
+
+
+def _evaluation_figures(run_dir: Path, evaluated: dict) -> dict[str, Figure]:
+    """What ``pyrovae evaluate`` measured: log p(x) per datapoint, KL and activity per unit."""
+    figures: dict[str, Figure] = {}
     if (run_dir / LOG_PX).exists():
         figures["held-out log p(x) (from pyrovae evaluate)"] = plots.log_px_histogram(
             np.load(run_dir / LOG_PX)
         )
-    evaluated = json.loads((run_dir / METRICS).read_text()) if (run_dir / METRICS).exists() else {}
     if evaluated.get("posterior_mean_variance"):
         figures["posterior collapse: KL and activity per latent unit (from pyrovae evaluate)"] = (
             plots.latent_units(
@@ -172,7 +213,4 @@ def write_report(
                 evaluated.get("active_threshold", 0.01),
             )
         )
-    page = render(f"pyrovae run {run_dir.name}", run.config, _metrics(run_dir, history), figures)
-    path = run_dir / REPORT
-    atomic_write(path, lambda f: f.write(page), mode="w")
-    return path
+    return figures

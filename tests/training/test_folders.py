@@ -54,6 +54,8 @@ def test_a_python_run_on_tensors_keeps_its_held_out_data(tmp_path, sample):
     assert run.data is None and run.heldout.shape == (30, 784)
     assert set(run.heldout.unique().tolist()) <= {0.0, 1.0}  # binarised as in training
     assert main(["evaluate", str(tmp_path / "run"), "--num-samples", "2"]) == 0
+    assert main(["report", str(tmp_path / "run")]) == 0
+    assert "latent space of the held-out data" in (tmp_path / "run" / "report.html").read_text()
 
 
 def test_a_python_run_resumes_from_its_folder(tmp_path, sample):
