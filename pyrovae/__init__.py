@@ -1,7 +1,7 @@
 """pyrovae: variational autoencoders written as Pyro models and guides.
 
 The public API, re-exported from the packages that define it; the layout of the
-package is described in ``docs/concepts.md`` (data, parts, inference, models, runs,
+package is described in ``docs/concepts.md`` (data, parts, inference, models, rundir,
 training, use, cli: each imports only the ones before it).
 """
 
@@ -25,7 +25,7 @@ from pyrovae.models.clusters import ClusterVAE
 from pyrovae.models.protocol import Model
 from pyrovae.models.semisupervised import SemiSupervisedVAE
 from pyrovae.models.vae import VAE
-from pyrovae.runs.folder import RunFolder, load, load_run
+from pyrovae.rundir.folder import RunFolder, load, load_run
 from pyrovae.training.loop import fit
 from pyrovae.training.state import TrainState
 

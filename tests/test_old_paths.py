@@ -24,10 +24,10 @@ NAMES = json.loads((Path(__file__).parent / "fixtures" / "names_4f9623b.json").r
 
 #: Names of 0.1 that are gone, and where their job went.
 REMOVED = {
-    ("pyrovae.checkpoint", "model_kind"): "every config names its kind (pyrovae.runs.config)",
+    ("pyrovae.checkpoint", "model_kind"): "every config names its kind (pyrovae.rundir.config)",
     ("pyrovae.precision", "mixed_precision_safe"): "contract_of(model).mixed_precision_safe",
     ("pyrovae.cli.run_config", "VAE_FLAGS"): "defaults read from the VAE's signature",
-    ("pyrovae.cli.train", "BUILDERS"): "pyrovae.runs.build.MODEL_KINDS",
+    ("pyrovae.cli.train", "BUILDERS"): "pyrovae.rundir.build.MODEL_KINDS",
     ("pyrovae.training.loop", "MISSING"): "pyrovae.data.masks.MISSING",
     ("pyrovae.training.loop", "ON_NAN"): "pyrovae.training.setup.ON_NAN",
     ("pyrovae.training.loop", "SCHEDULER_STEPS"): "pyrovae.training.setup.SCHEDULER_STEPS",

@@ -111,7 +111,7 @@ def _add_run_data(p: argparse.ArgumentParser) -> None:
 
 def _load_run(args: argparse.Namespace, vae_only: bool = True):
     """The run's model and config, and its held-out data, binarised as in training."""
-    from pyrovae.runs.folder import load_run
+    from pyrovae.rundir.folder import load_run
 
     run = load_run(args.run_dir, args.dataset, args.data_dir, args.device)
     if vae_only:
@@ -132,7 +132,7 @@ def _need_vae(model: Any, args: argparse.Namespace) -> None:
 
 
 def _save_png(fig, out: str) -> None:
-    from pyrovae.runs.files import atomic_write, check_output
+    from pyrovae.rundir.files import atomic_write, check_output
 
     path = check_output(out, (".png",))
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
@@ -140,7 +140,7 @@ def _save_png(fig, out: str) -> None:
 
 
 def _save_array(array, out: str) -> None:
-    from pyrovae.runs.files import write_array
+    from pyrovae.rundir.files import write_array
 
     write_array(out, array)
     print(f"wrote {out} {tuple(array.shape)}")

@@ -155,7 +155,7 @@ def _print_is(metrics: dict, config: dict, args, seconds: float, size: int, out)
 
 def _write_metrics(run_dir: Path, metrics: dict, est) -> None:
     """metrics.json (merged with what it held) and the per-datapoint log p(x)."""
-    from pyrovae.runs.files import atomic_write, read_json, write_json
+    from pyrovae.rundir.files import atomic_write, read_json, write_json
     from pyrovae.use.report import LOG_PX
 
     path = run_dir / "metrics.json"

@@ -75,8 +75,8 @@ def _impute_table(args: argparse.Namespace) -> None:
     from pyrovae.data.tables import Standardizer
     from pyrovae.inference.imputation import impute
     from pyrovae.models.protocol import contract_of
-    from pyrovae.runs.files import write_table
-    from pyrovae.runs.folder import load, read_config
+    from pyrovae.rundir.files import write_table
+    from pyrovae.rundir.folder import load, read_config
 
     if args.mask or args.figure:
         raise PyrovaeError(

@@ -2,7 +2,7 @@
 
 The model part names the built-in VAE's parts and variant (or the user's class); the
 data and train parts hold what the run needs to be resumed exactly (the format:
-:mod:`pyrovae.runs.config`). Variant flags and their options are looked up in tables
+:mod:`pyrovae.rundir.config`). Variant flags and their options are looked up in tables
 (``VARIANT_FLAGS``, ``VARIANT_OPTIONS``); every default comes from the class's
 signature (the variant's, then the VAE's).
 """
@@ -173,7 +173,7 @@ def _precision_flag(args: argparse.Namespace) -> str:
 
 def _config_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The run's config.json, from the command line of a new run."""
-    from pyrovae.runs.config import FORMAT_VERSION
+    from pyrovae.rundir.config import FORMAT_VERSION
 
     model = _model_config(args)
     return {

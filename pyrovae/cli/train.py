@@ -285,8 +285,8 @@ def _train(args: argparse.Namespace) -> None:
 
     from pyrovae.inference.precision import resolve_precision
     from pyrovae.models.protocol import contract_of
-    from pyrovae.runs.build import new_run
-    from pyrovae.runs.folder import RunFolder
+    from pyrovae.rundir.build import new_run
+    from pyrovae.rundir.folder import RunFolder
     from pyrovae.training import resolve_device
 
     device = resolve_device(args.device)
@@ -319,8 +319,8 @@ def _train(args: argparse.Namespace) -> None:
 
 def _run_config(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
     """The run folder and its config: a new run's from the flags, or the one to resume."""
-    from pyrovae.runs.folder import RunFolder, read_config
-    from pyrovae.runs.lock import check_free
+    from pyrovae.rundir.folder import RunFolder, read_config
+    from pyrovae.rundir.lock import check_free
 
     if not args.resume:
         RunFolder.check_target(args.out, args.force)

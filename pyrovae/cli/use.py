@@ -43,7 +43,7 @@ def _add_sample(p: argparse.ArgumentParser) -> None:
 def _sample(args: argparse.Namespace) -> None:
     from pyrovae.data.devices import resolve_device
     from pyrovae.data.tables import Standardizer
-    from pyrovae.runs.folder import load, read_config
+    from pyrovae.rundir.folder import load, read_config
     from pyrovae.use import plots
 
     if Path(args.out).suffix.lower() not in (".png", ".npy"):

@@ -3,7 +3,7 @@
 ``pyrovae train --model path/to/file.py:ClassName --model-arg KEY=VALUE`` trains any
 ``nn.Module`` with ``model`` and ``guide`` methods. The run folder records the import
 path and the constructor's arguments, never pickled code
-(:mod:`pyrovae.runs.checkpoint` saves the module's state and the Pyro parameters its
+(:mod:`pyrovae.rundir.checkpoint` saves the module's state and the Pyro parameters its
 program keeps outside it). Its data are named arrays
 (:mod:`pyrovae.data.named_arrays`).
 """

@@ -295,7 +295,7 @@ class VAE(Model):
         self._build_networks(nets, tuple(hidden), activation, init)
         self.prior.attach(self._gaussian_posterior, self.x_dim)
         self._pyro_params: list[tuple[str, nn.Parameter]] | None = None
-        # What it takes to rebuild this VAE (see pyrovae.runs). A part given as a module
+        # What it takes to rebuild this VAE (see pyrovae.rundir). A part given as a module
         # is recorded by its registry name; add its class to the registry to reload.
         self.config = {
             "variant": "vae",
@@ -344,7 +344,7 @@ class VAE(Model):
         """The VAE that ``config`` (its ``self.config``) describes.
 
         A run folder's config is upgraded to the current format first
-        (:func:`pyrovae.runs.config.upgrade`), so every key is there.
+        (:func:`pyrovae.rundir.config.upgrade`), so every key is there.
         """
         return cls(**{k: v for k, v in config.items() if k != "variant"})
 

@@ -25,7 +25,7 @@ def build_vae(**config: Any) -> VAE:
     """The VAE a config describes: ``VARIANTS[config["variant"]].from_config(the rest)``.
 
     Meant for a run's ``config.json`` (a VAE's ``config``), upgraded to the current
-    format (:func:`pyrovae.runs.config.upgrade`); to build a VAE from a few settings,
+    format (:func:`pyrovae.rundir.config.upgrade`); to build a VAE from a few settings,
     call the class itself.
     """
     return lookup(VARIANTS, config.get("variant", "vae"), "VAE variant").from_config(config)

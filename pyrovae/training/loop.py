@@ -9,7 +9,7 @@ loop over them (:func:`train`); everything else is a policy around the loop
 (:mod:`pyrovae.training.policies`: progress, KL warm-up, NaN checks and retries, LR
 schedulers, the model's end-of-epoch hook, validation, checkpoints, preemption, the
 processes of a distributed run). The settings are resolved by
-:mod:`pyrovae.training.setup`, the run folder by :mod:`pyrovae.training.folders`.
+:mod:`pyrovae.training.setup`, the run folder by :mod:`pyrovae.training.run_dir`.
 
 The history reports everything per datapoint, in nats:
 
@@ -49,9 +49,8 @@ from pyro.infer import ELBO
 from pyrovae.errors import NonFiniteError
 from pyrovae.inference.rng import set_rng_state
 from pyrovae.models.protocol import Contract, contract_of
-from pyrovae.runs.folder import RunFolder
+from pyrovae.rundir.folder import RunFolder
 from pyrovae.training import distributed, preemption
-from pyrovae.training.folders import opened, run_folder
 from pyrovae.training.policies import (
     Checkpoints,
     KLWarmup,
@@ -65,6 +64,7 @@ from pyrovae.training.policies import (
     Schedulers,
     Validation,
 )
+from pyrovae.training.run_dir import opened, run_folder
 from pyrovae.training.setup import NAN_CHECK_EVERY, Settings, Setup, from_amp, prepare
 from pyrovae.training.state import Callback, GoodState, History, Loop, TrainState
 
@@ -246,11 +246,11 @@ def fit(
         Write the run into this folder, as ``pyrovae train`` does (``config.json``,
         ``checkpoint.pt`` and ``history.json`` at every hand-over to ``callback``), so
         that :func:`pyrovae.load`, ``pyrovae evaluate`` and ``pyrovae report`` work on
-        it (see :mod:`pyrovae.training.folders`). The model must be one a folder can
+        it (see :mod:`pyrovae.training.run_dir`). The model must be one a folder can
         rebuild: a pyrovae VAE, or an ``nn.Module`` with a ``config`` of its
         constructor's arguments. Data loaded with :func:`pyrovae.load_dataset` are
         recorded by name (and their held-out split validates); other held-out data are
-        kept in the folder. A :class:`~pyrovae.runs.folder.RunFolder` (what the command
+        kept in the folder. A :class:`~pyrovae.rundir.folder.RunFolder` (what the command
         line passes) is written as it is set up.
     force
         With ``run_dir``: overwrite a folder that holds files.

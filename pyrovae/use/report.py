@@ -22,9 +22,9 @@ from matplotlib.figure import Figure
 from pyrovae._version import __version__
 from pyrovae.models.clusters import ClusterVAE
 from pyrovae.models.vae import VAE
-from pyrovae.runs.config import HISTORY
-from pyrovae.runs.files import atomic_write
-from pyrovae.runs.folder import load_run
+from pyrovae.rundir.config import HISTORY
+from pyrovae.rundir.files import atomic_write
+from pyrovae.rundir.folder import load_run
 from pyrovae.use import plots
 
 REPORT = "report.html"

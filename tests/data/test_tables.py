@@ -11,7 +11,7 @@ import torch
 from pyrovae.cli import main
 from pyrovae.data.tables import Standardizer, read_csv
 from pyrovae.errors import PyrovaeError
-from pyrovae.runs.files import write_table
+from pyrovae.rundir.files import write_table
 
 
 def _csv(path, text: str):

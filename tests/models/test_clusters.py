@@ -19,7 +19,7 @@ from pyrovae.models.clusters import ClusterVAE
 from pyrovae.models.variants import build_vae
 from pyrovae.parts.guides import GUIDES
 from pyrovae.parts.likelihoods import LIKELIHOODS
-from pyrovae.runs.config import upgrade_model
+from pyrovae.rundir.config import upgrade_model
 
 
 def _vae(**kwargs) -> ClusterVAE:

@@ -18,7 +18,7 @@ from pyrovae.parts.guides import GUIDES
 from pyrovae.parts.likelihoods import LIKELIHOODS
 from pyrovae.parts.nets import MLP, ConvClassifier
 from pyrovae.parts.priors import PRIORS
-from pyrovae.runs.config import upgrade_model
+from pyrovae.rundir.config import upgrade_model
 
 K = 3
 

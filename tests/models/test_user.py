@@ -14,7 +14,7 @@ import pyrovae
 from pyrovae.cli import main
 from pyrovae.data.named_arrays import load_named_arrays
 from pyrovae.errors import PyrovaeError
-from pyrovae.runs.checkpoint import load_checkpoint
+from pyrovae.rundir.checkpoint import load_checkpoint
 
 MODEL = textwrap.dedent(
     '''

@@ -24,8 +24,8 @@ import pyrovae
 from pyrovae import VAE
 from pyrovae.cli import main
 from pyrovae.errors import Preempted, PyrovaeError
-from pyrovae.runs.checkpoint import load_checkpoint
-from pyrovae.runs.lock import LOCK, RunLock
+from pyrovae.rundir.checkpoint import load_checkpoint
+from pyrovae.rundir.lock import LOCK, RunLock
 from pyrovae.training import TrainState
 from pyrovae.training.preemption import Signals, pending
 

@@ -17,7 +17,7 @@ import pyrovae
 from pyrovae import VAE
 from pyrovae.cli import main
 from pyrovae.errors import NonFiniteError
-from pyrovae.runs.checkpoint import load_checkpoint
+from pyrovae.rundir.checkpoint import load_checkpoint
 from pyrovae.training import TrainState
 
 
@@ -291,7 +291,7 @@ def test_resume_extends_a_finished_run(run_dir, capsys):
 def test_checkpoint_every_steps_writes_mid_epoch_states(tmp_path, tiny_npz):
     out = tmp_path / "run"
     seen = []
-    from pyrovae.runs import folder as ckpt
+    from pyrovae.rundir import folder as ckpt
 
     original = ckpt.save_checkpoint
 

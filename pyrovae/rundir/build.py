@@ -33,7 +33,7 @@ from pyrovae.inference.objectives import get_loss
 from pyrovae.models import user
 from pyrovae.models.protocol import contract_of
 from pyrovae.models.variants import build_vae
-from pyrovae.runs.config import is_named, locate
+from pyrovae.rundir.config import is_named, locate
 
 Data = DataSplit | NamedArrays
 
@@ -54,7 +54,7 @@ def load_data(
 ) -> Data:
     """The data a run config names, or ``dataset`` (and ``data_dir``) instead.
 
-    A run folder's files are found from ``run_dir`` (:func:`pyrovae.runs.config.locate`).
+    A run folder's files are found from ``run_dir`` (:func:`pyrovae.rundir.config.locate`).
     Tables are standardised with the statistics the config holds (computed from the
     training entries, and stored in ``config``, when a new run has none yet).
     """

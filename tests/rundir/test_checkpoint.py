@@ -5,8 +5,8 @@ import pytest
 import torch
 
 import pyrovae
-from pyrovae.runs.checkpoint import load_checkpoint, save_checkpoint
-from pyrovae.runs.files import atomic_write
+from pyrovae.rundir.checkpoint import load_checkpoint, save_checkpoint
+from pyrovae.rundir.files import atomic_write
 
 
 def test_load_round_trips_the_trained_vae(run_dir, tiny_npz):

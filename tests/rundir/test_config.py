@@ -10,7 +10,7 @@ import pytest
 
 from pyrovae.cli import main
 from pyrovae.errors import PyrovaeError
-from pyrovae.runs.config import FORMAT_VERSION, locate, record_files, upgrade, upgrade_model
+from pyrovae.rundir.config import FORMAT_VERSION, locate, record_files, upgrade, upgrade_model
 
 #: A config as pyrovae 0.1 wrote it before --precision, --missing and --init existed.
 V1 = {

@@ -19,7 +19,7 @@ import torch
 
 import pyrovae
 from pyrovae.cli import main
-from pyrovae.runs.folder import read_config
+from pyrovae.rundir.folder import read_config
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "runs_4f9623b"
 EXPECTED = json.loads((FIXTURES / "expected.json").read_text())

@@ -7,7 +7,7 @@ generators, epoch, history). It is read back with ``torch.load(weights_only=True
 
 Format versions: 1, written by pyrovae before the run folder had a format of its own
 (its ``model_config`` in config format 1); 2, its ``model_config`` in the current config
-format (:mod:`pyrovae.runs.config`).
+format (:mod:`pyrovae.rundir.config`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from torch import nn
 from pyrovae.data.batches import as_data
 from pyrovae.errors import PyrovaeError
 from pyrovae.inference.traces import max_plate_nesting
-from pyrovae.runs.files import atomic_write
+from pyrovae.rundir.files import atomic_write
 
 FORMAT = "pyrovae-checkpoint"
 #: The version this pyrovae writes.

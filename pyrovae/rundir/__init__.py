@@ -8,8 +8,8 @@
 ``checkpoint``
     ``checkpoint.pt``: tensors and plain data, read without unpickling code.
 ``folder``
-    Writing a run folder (:class:`~pyrovae.runs.folder.RunFolder`), loading one
-    (:func:`~pyrovae.runs.folder.load`, :func:`~pyrovae.runs.folder.load_run`).
+    Writing a run folder (:class:`~pyrovae.rundir.folder.RunFolder`), loading one
+    (:func:`~pyrovae.rundir.folder.load`, :func:`~pyrovae.rundir.folder.load_run`).
 ``files``
     Atomic writes of every file a run or a command writes.
 ``lock``

@@ -10,7 +10,7 @@ import torch
 
 import pyrovae
 from pyrovae.cli import main
-from pyrovae.runs.folder import load_run
+from pyrovae.rundir.folder import load_run
 
 SMALL = {"z_dim": 3, "hidden": (8,)}
 

@@ -1,6 +1,6 @@
 """``fit(..., run_dir=...)``: a run from Python written as ``pyrovae train`` writes one.
 
-:func:`run_folder` makes the :class:`~pyrovae.runs.folder.RunFolder` of a run from
+:func:`run_folder` makes the :class:`~pyrovae.rundir.folder.RunFolder` of a run from
 ``fit``'s own arguments: the model's config (a pyrovae VAE's, or a user's class by
 import path with its ``config``), the data by name when they came from
 :func:`pyrovae.load_dataset` (else the held-out data kept in the folder), and the
@@ -27,8 +27,8 @@ from pyrovae.errors import Param, PyrovaeError
 from pyrovae.inference.precision import resolve_precision
 from pyrovae.models.protocol import Contract
 from pyrovae.models.vae import VAE
-from pyrovae.runs.config import FORMAT_VERSION
-from pyrovae.runs.folder import RunFolder
+from pyrovae.rundir.config import FORMAT_VERSION
+from pyrovae.rundir.folder import RunFolder
 from pyrovae.training import distributed
 from pyrovae.training.setup import Settings
 from pyrovae.training.state import Callback, TrainState
@@ -75,7 +75,7 @@ def _label_use(contract: Contract) -> str | None:
 
 
 def fit_config(contract: Contract, split: DataSplit | None, settings: Settings) -> dict:
-    """The ``config.json`` of a run trained from Python (:mod:`pyrovae.runs.config`)."""
+    """The ``config.json`` of a run trained from Python (:mod:`pyrovae.rundir.config`)."""
     return {
         "format_version": FORMAT_VERSION,
         "pyrovae_version": __version__,

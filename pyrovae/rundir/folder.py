@@ -3,16 +3,16 @@
 A run folder holds
 
 ``config.json``
-    The model, data and training settings (:mod:`pyrovae.runs.config`).
+    The model, data and training settings (:mod:`pyrovae.rundir.config`).
 ``checkpoint.pt``
-    The model's parameters and the training state (:mod:`pyrovae.runs.checkpoint`).
+    The model's parameters and the training state (:mod:`pyrovae.rundir.checkpoint`).
 ``history.json``
     The per-epoch history, rewritten with every checkpoint.
 ``heldout.pt``
     For a run trained from Python on data without a name (tensors), the held-out data
     it was validated on, so that ``evaluate`` and ``report`` have them.
 
-:class:`RunFolder` writes one, under its lock (:mod:`pyrovae.runs.lock`);
+:class:`RunFolder` writes one, under its lock (:mod:`pyrovae.rundir.lock`);
 :func:`load` reads its model, :func:`load_run` its model with the held-out data as the
 model sees them.
 """
@@ -34,14 +34,14 @@ from pyrovae.data.labels import with_labels
 from pyrovae.data.masks import as_masked
 from pyrovae.errors import Param, PyrovaeError
 from pyrovae.models.protocol import contract_of
-from pyrovae.runs.build import Data, build_model, load_data
-from pyrovae.runs.checkpoint import (
+from pyrovae.rundir.build import Data, build_model, load_data
+from pyrovae.rundir.checkpoint import (
     load_checkpoint,
     restore_parameters,
     save_checkpoint,
     store_params,
 )
-from pyrovae.runs.config import (
+from pyrovae.rundir.config import (
     CHECKPOINT,
     CONFIG,
     HISTORY,
@@ -50,8 +50,8 @@ from pyrovae.runs.config import (
     upgrade,
     upgrade_model,
 )
-from pyrovae.runs.files import atomic_write, read_json, write_json
-from pyrovae.runs.lock import LOCK, RunLock, check_free
+from pyrovae.rundir.files import atomic_write, read_json, write_json
+from pyrovae.rundir.lock import LOCK, RunLock, check_free
 
 #: The held-out data of a run whose data have no name (trained from Python on tensors).
 HELDOUT = "heldout.pt"
