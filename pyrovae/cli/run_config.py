@@ -123,10 +123,14 @@ def _default_epochs(model: dict[str, Any]) -> int:
 
 def _model_class(model: dict[str, Any]) -> type:
     """The class a new run's model settings name: a built-in variant, or the user's."""
-    from pyrovae.models.user import import_object
-    from pyrovae.models.variants import VARIANTS
+    return _kind(model).model_class(model)
 
-    return VARIANTS[model["variant"]] if model["kind"] == "vae" else import_object(model["source"])
+
+def _kind(model: dict[str, Any]) -> Any:
+    """The kind of model a new run's settings name (``pyrovae.rundir.build.MODEL_KINDS``)."""
+    from pyrovae.rundir.build import model_kind  # torch and Pyro: not for --help
+
+    return model_kind(model)
 
 
 def _variant(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -156,7 +160,7 @@ def _loss_flag(args: argparse.Namespace, model: dict[str, Any]) -> str | None:
             f"--loss does not apply here: the discrete latent {discrete} is summed out by "
             f"TraceEnum_ELBO, which --loss {args.loss} would not do; leave it out"
         )
-    return args.loss or (None if model["kind"] == "user" or discrete else "trace")
+    return args.loss or (None if discrete else _kind(model).default_loss)
 
 
 def _precision_flag(args: argparse.Namespace) -> str:

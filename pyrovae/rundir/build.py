@@ -1,18 +1,22 @@
 """From a run's config to its data and its model: the one builder.
 
+A config's ``model.kind`` names a :class:`ModelKind` (``MODEL_KINDS``): pyrovae's VAEs
+by variant (:class:`VAEKind`), or a user's class by import path (:class:`UserKind`).
+Everything that differs between kinds (how the model is built, how its data are read
+and held out, what a new run records) is the kind's, asked of it here and in
+:mod:`pyrovae.rundir.folder` and the CLI, never tested by name.
+
 :func:`load_data` reads the data a config names, as the run trained on them
 (standardised with the run's statistics). :func:`build_model` turns a config into its
-model, by the config's ``model.kind`` (``MODEL_KINDS``): pyrovae's VAEs by variant, a
-user's class by import path; settings that come from the data (``x_dim``,
-``image_shape``, ``num_classes``) are filled in from them where the config does not
-hold them yet (a new run's). :func:`new_run` does both for a new run and completes its
-config with what they decide (the binarisation ``auto`` means, the dataset's size, the
-model's full settings), checking the data before anything is written.
+model; settings that come from the data (``x_dim``, ``image_shape``, ``num_classes``)
+are filled in from them where the config does not hold them yet (a new run's).
+:func:`new_run` does both for a new run and completes its config with what they decide
+(the binarisation ``auto`` means, the dataset's size, the model's full settings),
+checking the data before anything is written.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,14 +30,15 @@ from pyrovae.data.batches import Batch
 from pyrovae.data.binarization import Binarization, get_binarization
 from pyrovae.data.datasets import DataSplit, load_dataset
 from pyrovae.data.labels import num_classes
+from pyrovae.data.masks import as_masked
 from pyrovae.data.named_arrays import NamedArrays, load_named_arrays
 from pyrovae.data.tables import standardize_dataset
 from pyrovae.errors import Param, PyrovaeError
 from pyrovae.inference.objectives import get_loss
 from pyrovae.models import user
 from pyrovae.models.protocol import contract_of
-from pyrovae.models.variants import build_vae
-from pyrovae.rundir.config import is_named, locate
+from pyrovae.models.variants import VARIANTS, build_vae
+from pyrovae.rundir.config import is_named, locate, model_file
 
 Data = DataSplit | NamedArrays
 
@@ -44,6 +49,127 @@ def dataset_of(config: dict[str, Any], run_dir: str | Path | None = None) -> str
     if is_named(dataset) or run_dir is None:
         return dataset
     return str(locate(config, run_dir, "dataset"))
+
+
+class ModelKind:
+    """A kind of model a run config names: what the run folder does differently for it.
+
+    Attributes
+    ----------
+    takes_x
+        Whether the model takes the data as ``x`` (checked with its contract's
+        ``check_data``), rather than as named arrays.
+    keeps_store_params
+        Whether the model's program may keep parameters in Pyro's param store
+        (``pyro.param``), which checkpoints then save beside its ``state_dict``.
+    default_loss
+        The objective a new run from the CLI names when ``--loss`` is not given
+        (None: :func:`pyrovae.fit` chooses from the model's contract).
+    """
+
+    takes_x: bool = True
+    keeps_store_params: bool = False
+    default_loss: str | None = None
+
+    def model_class(self, model_config: dict[str, Any]) -> type:
+        """The class the config's model settings name (what it declares, before building)."""
+        raise NotImplementedError
+
+    def build(self, config: dict[str, Any], data: Data | None, run_dir: Path | None) -> nn.Module:
+        """The model of ``config``, its files found from ``run_dir``."""
+        raise NotImplementedError
+
+    def load_data(self, config: dict[str, Any], name: str, data_dir: str | None) -> Data:
+        """The dataset ``name`` (from ``data_dir``) as this kind of model trains on it."""
+        raise NotImplementedError
+
+    def heldout_batch(self, config: dict[str, Any], data: Data) -> Batch:
+        """The held-out split as the model takes it, before binarisation."""
+        return Batch.of(data.test)
+
+    def recorded(self, model_config: dict[str, Any], model: nn.Module) -> dict[str, Any]:
+        """The config's model settings once the model is built (what a new run writes)."""
+        return model_config
+
+    def default_binarize(self, model: nn.Module) -> str:
+        """What the binarisation ``"auto"`` means for ``model``."""
+        return "none"
+
+
+class VAEKind(ModelKind):
+    """pyrovae's VAEs, by variant: data as ``x``, binarised as the likelihood models."""
+
+    default_loss = "trace"
+
+    def model_class(self, model_config: dict[str, Any]) -> type:
+        return VARIANTS[model_config["variant"]]
+
+    def build(self, config: dict[str, Any], data: Data | None, run_dir: Path | None) -> nn.Module:
+        settings = {k: v for k, v in config["model"].items() if k != "kind"}
+        if data is not None:
+            settings.setdefault("x_dim", data.x_dim)
+            settings.setdefault("image_shape", data.image_shape)
+            if config["data"]["labels"] is not None:  # every use of labels tells the model K
+                settings.setdefault("num_classes", num_classes(data))
+        try:
+            return build_vae(**settings)
+        except TypeError as err:  # an argument a part does not take
+            raise PyrovaeError(
+                "bad ",
+                Param("prior_kwargs"),
+                ", ",
+                Param("likelihood_kwargs"),
+                " or ",
+                Param("posterior_kwargs"),
+                f": {err}",
+            ) from None
+
+    def load_data(self, config: dict[str, Any], name: str, data_dir: str | None) -> Data:
+        data_cfg = config["data"]
+        masked = config["train"]["missing"] == "mask"
+        loaded = load_dataset(
+            name, data_dir, allow_nan=masked, test_fraction=data_cfg["test_fraction"]
+        )
+        return standardize_dataset(loaded, data_cfg)
+
+    def heldout_batch(self, config: dict[str, Any], data: Data) -> Batch:
+        if config["train"]["missing"] == "mask":
+            return as_masked(data.test, "held-out data").batch
+        return Batch((data.test,))
+
+    def recorded(self, model_config: dict[str, Any], model: nn.Module) -> dict[str, Any]:
+        return {"kind": "vae", **model.config}
+
+    def default_binarize(self, model: nn.Module) -> str:
+        return model.likelihood.default_binarize
+
+
+class UserKind(ModelKind):
+    """A user's ``nn.Module`` with ``model`` and ``guide``: named arrays, taken as given."""
+
+    takes_x = False
+    keeps_store_params = True
+
+    def model_class(self, model_config: dict[str, Any]) -> type:
+        return user.import_object(model_config["source"])
+
+    def build(self, config: dict[str, Any], data: Data | None, run_dir: Path | None) -> nn.Module:
+        source, kwargs = config["model"]["source"], config["model"]["kwargs"]
+        if run_dir is not None and model_file(source):
+            source = f"{locate(config, run_dir, 'model')}:{source.rpartition(':')[2]}"
+        return user.build(source, kwargs)
+
+    def load_data(self, config: dict[str, Any], name: str, data_dir: str | None) -> Data:
+        return load_named_arrays(name)
+
+
+#: The kinds of model a run config names (``model.kind``).
+MODEL_KINDS: dict[str, ModelKind] = {"vae": VAEKind(), "user": UserKind()}
+
+
+def model_kind(model_config: dict[str, Any]) -> ModelKind:
+    """The kind of model a config's ``model`` settings describe (``"vae"`` if unnamed)."""
+    return lookup(MODEL_KINDS, model_config.get("kind", "vae"), "model kind")
 
 
 def load_data(
@@ -59,58 +185,16 @@ def load_data(
     training entries, and stored in ``config``, when a new run has none yet).
     """
     name = dataset or dataset_of(config, run_dir)
-    if config["model"]["kind"] == "user":
-        return load_named_arrays(name)
-    data_cfg = config["data"]
-    folder = data_dir or (None if dataset else data_cfg["data_dir"])
-    masked = config["train"]["missing"] == "mask"
-    loaded = load_dataset(name, folder, allow_nan=masked, test_fraction=data_cfg["test_fraction"])
-    return standardize_dataset(loaded, data_cfg)
-
-
-def _vae(config: dict[str, Any], data: Data | None, run_dir: Path | None) -> nn.Module:
-    """pyrovae's VAE of the config's variant; a new run's data-derived settings filled."""
-    settings = {k: v for k, v in config["model"].items() if k != "kind"}
-    if data is not None:
-        settings.setdefault("x_dim", data.x_dim)
-        settings.setdefault("image_shape", data.image_shape)
-        if config["data"]["labels"] is not None:  # every use of labels tells the model K
-            settings.setdefault("num_classes", num_classes(data))
-    try:
-        return build_vae(**settings)
-    except TypeError as err:  # an argument a part does not take
-        raise PyrovaeError(
-            "bad ",
-            Param("prior_kwargs"),
-            ", ",
-            Param("likelihood_kwargs"),
-            " or ",
-            Param("posterior_kwargs"),
-            f": {err}",
-        ) from None
-
-
-def _user(config: dict[str, Any], data: Data | None, run_dir: Path | None) -> nn.Module:
-    """A user's class, imported from the file the config names (found from ``run_dir``)."""
-    source, kwargs = config["model"]["source"], config["model"]["kwargs"]
-    if run_dir is not None and source.rpartition(":")[0].endswith(".py"):
-        source = f"{locate(config, run_dir, 'model')}:{source.rpartition(':')[2]}"
-    return user.build(source, kwargs)
-
-
-#: How each kind of model in a run config is built: ``build(config, data, run_dir)``.
-MODEL_KINDS: dict[str, Callable[[dict, Data | None, Path | None], nn.Module]] = {
-    "vae": _vae,
-    "user": _user,
-}
+    folder = data_dir or (None if dataset else config["data"]["data_dir"])
+    return model_kind(config["model"]).load_data(config, name, folder)
 
 
 def build_model(
     config: dict[str, Any], data: Data | None = None, run_dir: str | Path | None = None
 ) -> nn.Module:
     """The model a run config describes (see the module docstring)."""
-    kind = lookup(MODEL_KINDS, config["model"].get("kind", "vae"), "model kind")
-    return kind(config, data, Path(run_dir) if run_dir is not None else None)
+    kind = model_kind(config["model"])
+    return kind.build(config, data, Path(run_dir) if run_dir is not None else None)
 
 
 @dataclass
@@ -134,11 +218,10 @@ def new_run(config: dict[str, Any], run_dir: str | Path | None = None) -> NewRun
     data = load_data(config, run_dir)
     model = build_model(config, data, run_dir)
     data_cfg, train_cfg = config["data"], config["train"]
-    vae = config["model"]["kind"] == "vae"
-    if vae:
-        config["model"] = {"kind": "vae", **model.config}
-    if data_cfg["binarize"] == "auto":  # what the likelihood models; as given for the rest
-        data_cfg["binarize"] = model.likelihood.default_binarize if vae else "none"
+    kind = model_kind(config["model"])
+    config["model"] = kind.recorded(config["model"], model)
+    if data_cfg["binarize"] == "auto":
+        data_cfg["binarize"] = kind.default_binarize(model)
     loss = _loss(train_cfg)
     binarization = get_binarization(data_cfg["binarize"])
     for split in (data.train, data.test):  # fail before anything is written
@@ -174,5 +257,5 @@ def _check_split(split: Any, config: dict, model: nn.Module, binarization: Binar
         )
     binarization.check(first)
     check = contract_of(model).check_data
-    if check is not None and config["model"]["kind"] == "vae":  # a user's takes named arrays
+    if check is not None and model_kind(config["model"]).takes_x:
         check(binarization.fixed(first, config["train"]["seed"]))

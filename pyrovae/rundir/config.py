@@ -124,8 +124,9 @@ def record_files(config: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
     if data.get("data_dir"):
         data["data_dir"] = str(Path(data["data_dir"]).resolve())
     model = config["model"]
-    if model.get("kind") == "user" and _file_part(model["source"]):
-        path = Path(_file_part(model["source"])).resolve()
+    file = model_file(model.get("source", ""))
+    if file:
+        path = Path(file).resolve()
         model["source"] = f"{path}:{model['source'].rpartition(':')[2]}"
         files["model"] = os.path.relpath(path, Path(run_dir).resolve())
     config["files"] = files
@@ -138,7 +139,7 @@ def located(config: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
     data, model = config["data"], config["model"]
     if data["dataset"] is not None and not is_named(data["dataset"]):
         data["dataset"] = str(locate(config, run_dir, "dataset").resolve())
-    if model.get("kind") == "user" and _file_part(model["source"]):
+    if model_file(model.get("source", "")):
         path = locate(config, run_dir, "model").resolve()
         model["source"] = f"{path}:{model['source'].rpartition(':')[2]}"
     return config
@@ -149,7 +150,7 @@ def is_named(dataset: str | None) -> bool:
     return dataset in DATASETS
 
 
-def _file_part(source: str) -> str | None:
+def model_file(source: str) -> str | None:
     """The file of a model source ``path/file.py:Class`` (None for ``package.module:Class``)."""
     where = source.rpartition(":")[0]
     return where if where.endswith(".py") else None
@@ -188,4 +189,4 @@ def locate(config: dict[str, Any], run_dir: str | Path, key: str) -> Path:
 def _recorded(config: dict[str, Any], key: str) -> str:
     if key == "dataset":
         return config["data"]["dataset"]
-    return _file_part(config["model"]["source"]) or ""
+    return model_file(config["model"]["source"]) or ""

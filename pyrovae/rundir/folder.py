@@ -31,10 +31,9 @@ from pyrovae.data.batches import Batch
 from pyrovae.data.binarization import get_binarization
 from pyrovae.data.devices import resolve_device
 from pyrovae.data.labels import with_labels
-from pyrovae.data.masks import as_masked
 from pyrovae.errors import Param, PyrovaeError
 from pyrovae.models.protocol import contract_of
-from pyrovae.rundir.build import Data, build_model, load_data
+from pyrovae.rundir.build import Data, build_model, load_data, model_kind
 from pyrovae.rundir.checkpoint import (
     load_checkpoint,
     restore_parameters,
@@ -142,15 +141,11 @@ def heldout_of(config: dict[str, Any], data: Data, model: nn.Module, device: tor
     """The held-out split as the model takes it: binarised once, seeded, as in training."""
     binarization = get_binarization(config["data"]["binarize"])
     seed, check = config["train"]["seed"], contract_of(model).check_data
-    if config["model"]["kind"] == "user":
-        batch = Batch.of(data.test)
-    elif config["train"]["missing"] == "mask":
-        batch = as_masked(data.test, "held-out data").batch
-    else:
-        batch = Batch((data.test,))
+    kind = model_kind(config["model"])
+    batch = kind.heldout_batch(config, data)
     binarization.check(batch.first)
     batch = batch.with_first(binarization.heldout(batch.first, seed)).to(device)
-    if check is not None and config["model"]["kind"] == "vae":
+    if check is not None and kind.takes_x:
         check(batch.first)
     if batch.kwargs:  # named arrays, or x with its mask
         return batch.kwargs
@@ -252,14 +247,14 @@ class RunFolder:
 
         The checkpoint first: ``history.json`` never runs ahead of what can be resumed.
         """
-        user = self.config["model"]["kind"] == "user"
+        keeps = model_kind(self.config["model"]).keeps_store_params
         save_checkpoint(
             self.path / CHECKPOINT,
             {
                 "pyrovae_version": __version__,
                 "model_config": self.config["model"],
                 "model_state": self.model.state_dict(),
-                "store_params": store_params(self.model) if user else {},
+                "store_params": store_params(self.model) if keeps else {},
                 "train_state": state.to_dict(),
             },
         )

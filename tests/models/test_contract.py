@@ -75,8 +75,7 @@ def test_every_built_in_model_keeps_the_contract(name, tmp_path):
         assert torch.equal(loaded.state_dict()[key], value), key
     # log p(x) of the rebuilt model, on the held-out data the folder kept
     data = pyrovae.load_run(run).heldout
-    pyro_seed = 0
-    torch.manual_seed(pyro_seed)
+    torch.manual_seed(0)
     est = pyrovae.log_marginal_likelihood(loaded.model, loaded.guide, data, num_samples=4)
     assert est.per_datapoint.shape == (12,) and torch.isfinite(est.per_datapoint).all()
 

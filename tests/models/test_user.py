@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-import textwrap
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pyro
@@ -16,54 +17,14 @@ from pyrovae.data.named_arrays import load_named_arrays
 from pyrovae.errors import PyrovaeError
 from pyrovae.rundir.checkpoint import load_checkpoint
 
-MODEL = textwrap.dedent(
-    '''
-    """A count model with a covariate, BatchNorm, a pyro.param and a plate of its own."""
-    import pyro
-    import pyro.distributions as dist
-    import torch
-    from torch import nn
-
-
-    class CountVAE(nn.Module):
-        def __init__(self, genes: int = 6, z_dim: int = 2, hidden: int = 8):
-            super().__init__()
-            self.z_dim = z_dim
-            self.enc = nn.Sequential(
-                nn.Linear(genes + 1, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
-                nn.Linear(hidden, 2 * z_dim),
-            )
-            self.dec = nn.Sequential(
-                nn.Linear(z_dim + 1, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
-                nn.Linear(hidden, genes),
-            )
-
-        def model(self, counts, cov):
-            pyro.module("countvae", self)
-            theta = pyro.param(
-                "theta", counts.new_full((counts.shape[1],), 5.0),
-                constraint=dist.constraints.positive,
-            )
-            with pyro.plate("cells", len(counts)):
-                z = pyro.sample("z", dist.Normal(counts.new_zeros(self.z_dim), 1.0).to_event(1))
-                h = self.dec(torch.cat([z.reshape(-1, self.z_dim), cov], -1))
-                px = dist.NegativeBinomial(theta, logits=h - theta.log())
-                pyro.sample("x", px.to_event(1), obs=counts)
-
-        def guide(self, counts, cov):
-            pyro.module("countvae", self)
-            with pyro.plate("cells", len(counts)):
-                h = self.enc(torch.cat([torch.log1p(counts), cov], -1))
-                loc, raw = h.split(self.z_dim, -1)
-                scale = nn.functional.softplus(raw) + 1e-3
-                pyro.sample("z", dist.Normal(loc, scale).to_event(1))
-    '''
-)
+#: The count model with a covariate, BatchNorm, a pyro.param and a plate of its own that
+#: the 0.1 fixture run was trained with: the same file, here trained afresh.
+MODEL = Path(__file__).resolve().parents[1] / "fixtures" / "runs_4f9623b" / "user_model.py"
 
 
 @pytest.fixture
 def user_files(tmp_path):
-    (tmp_path / "counts_model.py").write_text(MODEL)
+    shutil.copy(MODEL, tmp_path / "counts_model.py")
     rng = np.random.default_rng(0)
     cov = rng.normal(size=(120, 1)).astype(np.float32)
     counts = rng.poisson(np.exp(0.3 * rng.normal(size=(120, 6)) + cov)).astype(np.float32)

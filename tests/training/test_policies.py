@@ -120,7 +120,8 @@ def test_nan_guard_checks_every_n_steps_and_before_every_hand_over():
     checked = []
     for step in range(1, 11):
         guard.before_step(loop)
-        checked.append(step) if loop.check_finite else None
+        if loop.check_finite:
+            checked.append(step)
         loop.take()
     assert checked == [3, 4, 6, 8, 9, 10]  # every 4th, every 3rd (hand-over), the last
 
@@ -135,13 +136,18 @@ def test_nan_guard_stops_with_where_and_how_to_retry():
 
 def test_nan_guard_retries_from_the_good_state_with_half_the_rate():
     restored = TrainState(epoch=1, retries=1)
-    good = SimpleNamespace(restore=lambda retries, lr: (retries, lr) and restored, calls=[])
-    good.restore = lambda retries, lr: good.calls.append((retries, lr)) or restored
+    calls = []
+
+    def restore(retries, lr):
+        calls.append((retries, lr))
+        return restored
+
+    good = SimpleNamespace(restore=restore)
     loop, said = FakeLoop(), []
     loop.say = said.append
     guard = P.NaNGuard(good, "retry", max_retries=1, every=50, checkpoint_every=None)
     assert guard.recover(loop, NonFiniteError("a gradient is NaN or infinite"))
-    assert loop.state is restored and good.calls == [(1, 0.05)]
+    assert loop.state is restored and calls == [(1, 0.05)]
     assert "back to the last good state" in said[0]
     with pytest.raises(NonFiniteError, match="after 1 retries"):  # no retries left
         guard.recover(loop, NonFiniteError("again"))

@@ -77,6 +77,23 @@ def test_imputation_matches_the_exact_conditional_mean():
     assert float(prior_fill.mean()) > 5 * float(err.mean())
 
 
+def test_a_hierarchical_vae_imputes_with_the_decoders_mean_when_it_ignores_z():
+    # p(x | z_1) the same for every z_1: E[x_miss | x_obs] is the decoder's mean, exactly
+    torch.manual_seed(0)
+    vae = pyrovae.VAE(x_dim=6, z_dim=[3, 2], hidden=(8,))
+    logits = torch.linspace(-2.0, 2.0, 6)
+    with torch.no_grad():
+        vae.decoder.net[2].weight.zero_()
+        vae.decoder.net[2].bias.copy_(logits)
+    x = torch.bernoulli(torch.full((4, 6), 0.5))
+    missing = torch.zeros_like(x, dtype=torch.bool)
+    missing[:, 3:] = True
+    filled = impute(vae, x, missing, num_samples=50)
+    assert torch.equal(filled[~missing], x[~missing])
+    expected = torch.sigmoid(logits).expand_as(x)[missing]
+    assert torch.allclose(filled[missing], expected, atol=1e-6)
+
+
 def test_imputation_checks_its_mask():
     model = ExactPPCA()
     x = model.m.sample(3)
