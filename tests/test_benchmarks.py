@@ -32,6 +32,30 @@ TINY = {
         "20",
     ],
     "speed.py": ["--batches", "16", "--rounds", "1", "--epochs", "2", "--size", "64"],
+    "sequences.py": [
+        "--epochs",
+        "1",
+        "--limit",
+        "256",
+        "--heldout",
+        "20",
+        "--num-samples",
+        "3",
+        "--samples",
+        "20",
+    ],
+    "vq_prior.py": [
+        "--epochs",
+        "1",
+        "--limit",
+        "300",
+        "--heldout",
+        "50",
+        "--samples",
+        "50",
+        "--num-samples",
+        "3",
+    ],
     "marginal_vs_pytorch.py": [
         "--epochs",
         "1",
@@ -76,6 +100,8 @@ EXPECTED = {
     "impute_cli.py": "pyrovae / IterativeImputer per mask",
     "train_vs_pytorch.py": "time ratio",
     "speed.py": "plain PyTorch float32, fused Adam",
+    "sequences.py": "time per step, pyrovae / plain PyTorch",
+    "vq_prior.py": "learned code prior",
     "precision_nll.py": "bfloat16 - float32 NLL",
     "conditional_samples.py": "labelled as requested:",
     "marginal_vs_pytorch.py": "time ratio pyrovae / plain PyTorch",
@@ -86,7 +112,8 @@ EXPECTED = {
 
 
 def test_every_benchmark_has_smoke_settings():
-    scripts = {p.name for p in BENCHMARKS.glob("*.py")} - {"plain_vae.py", "memory.py"}
+    helpers = {"plain_vae.py", "plain_seq_vae.py", "memory.py"}
+    scripts = {p.name for p in BENCHMARKS.glob("*.py")} - helpers
     assert scripts == set(TINY) == set(EXPECTED)
 
 

@@ -35,6 +35,7 @@ from collections.abc import Callable, Sequence
 
 from pyrovae._version import __version__
 from pyrovae.cli.common import EXIT_ERROR, _add_report, _Parser
+from pyrovae.cli.design import _add_design, _design
 from pyrovae.cli.evaluate import _add_evaluate, _evaluate, _report
 from pyrovae.cli.flags import speller
 from pyrovae.cli.impute import _add_impute, _impute
@@ -71,9 +72,18 @@ COMMANDS: dict[str, Command] = {
         _add_report,
         _report,
     ),
-    "sample": ("draw images from the prior into a PNG", _add_sample, _sample),
+    "sample": (
+        "draw from the prior: images into a PNG, tables to .npy, sequences to .smi or .txt",
+        _add_sample,
+        _sample,
+    ),
+    "design": (
+        "search a SMILES run's latent space for molecules with a better property",
+        _add_design,
+        _design,
+    ),
     "interpolate": (
-        "interpolate between held-out inputs in latent space, into a PNG",
+        "interpolate between held-out inputs in latent space (a PNG; text for sequences)",
         _add_interpolate,
         _interpolate,
     ),

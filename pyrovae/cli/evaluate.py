@@ -8,7 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
-from pyrovae.cli.common import _add_run_data, _init_distributed, _load_run, _positive_int
+from pyrovae.cli.common import (
+    _add_run_data,
+    _init_distributed,
+    _load_run,
+    _nonnegative_int,
+    _positive_int,
+)
+from pyrovae.errors import PyrovaeError
 
 
 def _add_evaluate(p: argparse.ArgumentParser) -> None:
@@ -35,6 +42,15 @@ def _add_evaluate(p: argparse.ArgumentParser) -> None:
         "passes of about 4,096 datapoint-sample pairs on the CPU)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the estimator (default 0)")
+    p.add_argument(
+        "--molecules",
+        type=_nonnegative_int,
+        default=10000,
+        metavar="N",
+        help="a run on SMILES: the MOSES metrics of N samples from the prior (validity, "
+        "uniqueness, novelty, internal diversity, property distances; needs RDKit; "
+        "default 10000, 0 to skip)",
+    )
     p.epilog = (
         "Under torchrun (torchrun --nproc-per-node N -m pyrovae evaluate RUN_DIR) the "
         "passes of --batch-size datapoints, for IS and AIS alike, are shared among the N "
@@ -63,6 +79,8 @@ def _evaluate(args: argparse.Namespace) -> None:
         return
     metrics.update(_collapse_diagnostics(vae, x))
     metrics.update(_label_scores(vae, x, data.test_labels if data is not None else None))
+    if config["data"].get("vocabulary") is not None:
+        metrics.update(_sequence_metrics(vae, x, config, data, metrics["test_nll"], args))
     _write_metrics(Path(args.run_dir), metrics, est)
 
 
@@ -215,6 +233,56 @@ def _collapse_diagnostics(vae, x) -> dict:
         kl = "" if u.kl is None else f"; KL per unit {float(u.kl.sum()):.2f} nats in all"
         print(f"latent {name}: {u.active_units} of {u.variance.numel()} units active{kl}")
     return summary(units) if units else {}
+
+
+def _sequence_metrics(vae, x, config: dict, data, nll: float, args) -> dict:
+    """A sequence run's per-token NLL, perplexity and reconstruction accuracy, and for
+    SMILES the MOSES metrics of ``--molecules`` samples from the prior; printed."""
+    from pyrovae.data.sequences import Vocabulary
+    from pyrovae.use import sequences
+
+    vocabulary = Vocabulary.from_config(config["data"]["vocabulary"])
+    metrics = sequences.per_token(nll, x)
+    print(
+        f"NLL per token {metrics['test_nll_per_token']:.4f} nats, perplexity "
+        f"{metrics['test_perplexity']:.3f} ({sequences.token_count(x)} tokens, EOS included)"
+    )
+    smiles = vocabulary.tokenizer == "smiles"
+    if smiles:
+        from pyrovae.use.molecules import canonical
+    same = canonical if smiles else None
+    metrics["reconstruction_accuracy"] = sequences.reconstruction_accuracy(
+        vae, x, vocabulary, same
+    )
+    print(
+        f"reconstruction accuracy {metrics['reconstruction_accuracy']:.4f} (greedy decode of "
+        f"the posterior mean equals the input{', canonical SMILES' if smiles else ''})"
+    )
+    if smiles and args.molecules:
+        metrics.update(_molecule_metrics(vae, vocabulary, x, data, args.molecules))
+    return metrics
+
+
+def _molecule_metrics(vae, vocabulary, x, data, n: int) -> dict:
+    """The MOSES metrics of n prior samples against the training and held-out SMILES."""
+    from pyrovae.use.molecules import molecule_metrics
+    from pyrovae.use.sequences import sample_sequences
+
+    if data is None:
+        raise PyrovaeError(
+            "--molecules needs the run's training SMILES for novelty; pass --dataset, or "
+            "--molecules 0"
+        )
+    samples = sample_sequences(vae, n, vocabulary)
+    found = molecule_metrics(samples, vocabulary.decode(data.train), vocabulary.decode(x))
+    out = {f"molecules_{k}": v for k, v in found.as_dict().items()}
+    print(
+        "molecules ({n} prior samples): validity {validity:.4f}  uniqueness {unique:.4f}  "
+        "novelty {novelty:.4f}  internal diversity {int_div:.4f}".format(**found.as_dict())
+    )
+    distances = "  ".join(f"{k} {v:.4f}" for k, v in found.distances.items())
+    print(f"Wasserstein distances to the held-out molecules' properties: {distances}")
+    return out
 
 
 def _label_scores(vae, x, labels) -> dict:

@@ -34,6 +34,18 @@ VAE_ARGUMENTS = {
 #: The built-in VAE's other flags: its variants, and the arguments of its parts.
 PART_ARGUMENTS = {"prior_arg": "prior", "likelihood_arg": "likelihood", "guide_arg": "posterior"}
 VARIANT_SWITCHES = ("conditional", "labels", "classifier", "clusters", "cluster_weights")
+#: What a new run on sequences (SMILES, text) uses where the flags say nothing: a GRU
+#: encoder and an autoregressive decoder, sized and trained to fit the 2-core budget of
+#: ``docs/howto/sequences.md`` (measured there).
+SEQUENCE_DEFAULTS: dict[str, Any] = {
+    "net": "gru",
+    "likelihood": "autoregressive",
+    "hidden": (256,),
+    "z_dim": 64,
+}
+#: Unset, the epochs of a run on sequences are as many as make this many optimiser steps.
+SEQUENCE_STEPS = 8000
+SEQUENCE_TRAINING: dict[str, Any] = {"epochs": None, "kl_warmup": 1.0, "free_bits": 0.0}
 
 
 def _given(args: argparse.Namespace, flag: str) -> bool:
@@ -42,7 +54,7 @@ def _given(args: argparse.Namespace, flag: str) -> bool:
 
 def _model_config(args: argparse.Namespace) -> dict[str, Any]:
     """The "model" part of a new run's config: the VAE's settings, or the user's class."""
-    own = [*VAE_ARGUMENTS, *PART_ARGUMENTS, *VARIANT_SWITCHES]
+    own = [*VAE_ARGUMENTS, *PART_ARGUMENTS, *VARIANT_SWITCHES, "word_dropout"]
     given = [k for k in own if _given(args, k)]
     if args.model:
         if given:
@@ -64,13 +76,41 @@ def _model_config(args: argparse.Namespace) -> dict[str, Any]:
                 raise PyrovaeError(f"--{name} applies with --{needs} only")
             variant.update(setting(getattr(args, option)))
     chosen = variant.get("variant", "vae")
+    defaults = SEQUENCE_DEFAULTS if _sequences(args) else {}
     settings = {
-        argument: getattr(args, flag) if _given(args, flag) else _default(chosen, argument)
+        argument: getattr(args, flag)
+        if _given(args, flag)
+        else defaults.get(argument, _default(chosen, argument))
         for flag, argument in VAE_ARGUMENTS.items()
     }
     settings.update(z_dim=_z_dim(settings["z_dim"]), hidden=list(settings["hidden"]))
     parts = {f"{part}_kwargs": dict(getattr(args, flag)) for flag, part in PART_ARGUMENTS.items()}
+    if args.word_dropout is not None:
+        parts["likelihood_kwargs"]["word_dropout"] = args.word_dropout
     return {"kind": "vae", "variant": "vae", **settings, **parts, **variant}
+
+
+def _sequences(args: argparse.Namespace) -> bool:
+    """Whether the run trains on sequences (then :data:`SEQUENCE_DEFAULTS` apply)."""
+    from pyrovae.data.datasets import is_sequences
+
+    return is_sequences(args.dataset, args.column)
+
+
+def _kl_warmup(args: argparse.Namespace) -> float:
+    """--kl-warmup; unset, none beside --kl-cycles (the two do not combine), else the
+    default of the data."""
+    if args.kl_warmup is None and args.kl_cycles:
+        return 0.0
+    return _training_default(args, "kl_warmup", 0.0)
+
+
+def _training_default(args: argparse.Namespace, name: str, default: Any) -> Any:
+    """A training flag as given; unset, the sequence default on sequences, else ``default``."""
+    value = getattr(args, name)
+    if value is not None:
+        return value
+    return SEQUENCE_TRAINING.get(name, default) if _sequences(args) else default
 
 
 #: The flags that make the built-in VAE a variant: flag -> its value -> (the variant's
@@ -192,17 +232,21 @@ def _config_from_args(args: argparse.Namespace) -> dict[str, Any]:
             "standardizer": None,
             "test_fraction": args.test_fraction,
             "labels": None,
+            "tokenizer": args.tokenizer,
+            "column": args.column,
+            "vocabulary": None,
             **_variant(vars(args))[1],
         },
         "train": {
-            "epochs": _default_epochs(model) if args.epochs is None else args.epochs,
+            "epochs": _training_default(args, "epochs", _default_epochs(model)),
             "batch_size": args.batch_size,
             "lr": args.lr,
             "loss": _loss_flag(args, model),
             "num_particles": args.num_particles,
             "beta": args.beta,
-            "kl_warmup": args.kl_warmup,
-            "free_bits": args.free_bits,
+            "kl_warmup": _kl_warmup(args),
+            "kl_cycles": args.kl_cycles,
+            "free_bits": _training_default(args, "free_bits", 0.0),
             "seed": args.seed,
             "precision": _precision_flag(args),
             "checkpoint_every": args.checkpoint_every,

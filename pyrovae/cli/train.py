@@ -43,14 +43,24 @@ def _add_train(p: argparse.ArgumentParser) -> None:
 def _add_data_options(p: argparse.ArgumentParser) -> None:
     from pyrovae.data.binarization import BINARIZATIONS
     from pyrovae.data.datasets import DATASETS
+    from pyrovae.data.sequences import TOKENIZERS
 
     data = p.add_argument_group("data")
     data.add_argument(
         "--dataset",
         default="sample",
-        help=f"one of {', '.join(sorted(DATASETS))}, or a .npy/.npz/.csv path; with "
-        "--model, a .npz of named arrays (default: sample, the bundled 8,000/2,000 MNIST "
-        "split)",
+        help=f"one of {', '.join(sorted(DATASETS))}, or a .npy/.npz/.csv path; sequences: "
+        "a .smi or .txt file (one per line) or a .csv with --column; with --model, a .npz "
+        "of named arrays (default: sample, the bundled 8,000/2,000 MNIST split)",
+    )
+    data.add_argument(
+        "--tokenizer",
+        **_choice(TOKENIZERS),
+        help="how sequences split into tokens (default: smiles for .smi files, moses and "
+        "moses-sample, and a column named SMILES; words otherwise)",
+    )
+    data.add_argument(
+        "--column", metavar="NAME", help="read the strings of this .csv column as sequences"
     )
     data.add_argument("--data-dir", help="folder with the torchvision files (no download)")
     data.add_argument(
@@ -81,7 +91,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     from pyrovae.parts.guides import GUIDES
     from pyrovae.parts.likelihoods import LIKELIHOODS
     from pyrovae.parts.nets import ACTIVATIONS, INITS, NETS
-    from pyrovae.parts.priors import PRIORS
+    from pyrovae.parts.priors import CODE_PRIORS, PRIORS
 
     model = p.add_argument_group("model")
     model.add_argument(
@@ -112,12 +122,31 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
         type=_sizes,
         help="hidden sizes, e.g. 512,256 (default 400; 500,500,2000 with --clusters)",
     )
-    model.add_argument("--prior", **_choice(PRIORS), help="prior p(z) (default standard)")
     model.add_argument(
-        "--likelihood", **_choice(LIKELIHOODS), help="likelihood p(x|z) (default bernoulli)"
+        "--prior",
+        **_choice({**PRIORS, **CODE_PRIORS}),
+        help="prior p(z) (default standard; with --guide vq: codebook, uniform over its "
+        "codes, or autoregressive, a GRU over them learnt with the rest)",
+    )
+    model.add_argument(
+        "--likelihood",
+        **_choice(LIKELIHOODS),
+        help="likelihood p(x|z) (default bernoulli; autoregressive for sequences)",
     )
     model.add_argument("--guide", **_choice(GUIDES), help="family of q(z|x) (default diagonal)")
-    model.add_argument("--net", **_choice(NETS), help="encoder/decoder networks (default mlp)")
+    model.add_argument(
+        "--net",
+        **_choice(NETS),
+        help="encoder/decoder networks (default mlp; gru for sequences)",
+    )
+    model.add_argument(
+        "--word-dropout",
+        type=_number(float, 0, False, "a probability in [0, 1)"),
+        default=None,
+        metavar="P",
+        help="sequences: replace each teacher-forced input token by <unk> with probability "
+        "P while training, so the decoder must use z (Bowman et al. 2016; default 0)",
+    )
     for part in ("prior", "likelihood", "guide"):
         model.add_argument(
             f"--{part}-arg",
@@ -179,6 +208,7 @@ def _add_variant_options(model: argparse._ArgumentGroup) -> None:
 
 
 def _add_training_options(p: argparse.ArgumentParser) -> None:
+    from pyrovae.cli.run_config import SEQUENCE_STEPS, SEQUENCE_TRAINING
     from pyrovae.inference.objectives import LOSSES
     from pyrovae.inference.precision import PRECISIONS
 
@@ -201,23 +231,33 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     train.add_argument(
         "--kl-warmup",
         type=_nonnegative_float,
-        default=0.0,
+        default=None,
         metavar="EPOCHS",
-        help="raise the KL weight linearly from 0 to --beta over this many epochs",
+        help="raise the KL weight linearly from 0 to --beta over this many epochs "
+        "(default 0; 1 for sequences, unless --kl-cycles)",
+    )
+    train.add_argument(
+        "--kl-cycles",
+        type=_nonnegative_int,
+        default=0,
+        metavar="M",
+        help="cyclical KL annealing (Fu et al. 2019): M cycles, each raising the KL weight "
+        "from 0 to --beta over its first half (default 0: none)",
     )
     train.add_argument(
         "--free-bits",
         type=_nonnegative_float,
-        default=0.0,
+        default=None,
         metavar="NATS",
-        help="free bits per latent site (trace and meanfield losses)",
+        help="free bits per latent site (trace and meanfield losses; default 0, "
+        f"{SEQUENCE_TRAINING['free_bits']:g} for sequences)",
     )
     train.add_argument(
         "--epochs",
         type=_nonnegative_int,
         default=None,
-        help="default 20 (40 with --clusters); with --resume, the new total (default: the "
-        "run's own)",
+        help=f"default 20 (40 with --clusters; sequences: as many as make {SEQUENCE_STEPS:,} "
+        "optimiser steps); with --resume, the new total (default: the run's own)",
     )
     train.add_argument("--batch-size", type=_positive_int, default=128, help="default 128")
     train.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam step (default 1e-3)")
@@ -296,6 +336,7 @@ def _train(args: argparse.Namespace) -> None:
     try:
         run = new_run(config, out if args.resume else None)
         train, batch_size = _training_data(run.data, config, device)  # before anything is written
+        _budget(config)
     except KeyError as err:
         raise PyrovaeError(
             f"{out / 'config.json'} lacks the setting {err}; it is incomplete"
@@ -385,6 +426,7 @@ def _fit(run, train, batch_size, folder, resume, log_scalars, args, rank: int) -
             callback=tensorboard,
             beta=train_cfg["beta"],
             kl_warmup=train_cfg["kl_warmup"],
+            kl_cycles=train_cfg["kl_cycles"],
             precision=train_cfg["precision"],
             checkpoint_every=train_cfg["checkpoint_every"],
             on_nan=train_cfg["on_nan"],
@@ -421,6 +463,17 @@ def _finish(folder: Any, run: Any, history: dict, args: argparse.Namespace) -> N
     folder.close()  # the lock goes before the listing
     written = ", ".join(sorted(p.name for p in out.iterdir() if p.is_file()))
     print(f"wrote {out}/ ({written})")
+
+
+def _budget(config: dict[str, Any]) -> None:
+    """A new run on sequences without --epochs: as many epochs as the default budget of
+    optimiser steps takes on this dataset (so a smaller file is not trained less)."""
+    from pyrovae.cli.run_config import SEQUENCE_STEPS
+
+    train_cfg = config["train"]
+    if train_cfg["epochs"] is None:
+        per_epoch = -(-config["data"]["n_train"] // (train_cfg["batch_size"] or 128))
+        train_cfg["epochs"] = max(1, round(SEQUENCE_STEPS / per_epoch))
 
 
 def _training_data(data, config: dict[str, Any], device) -> tuple[Any, int | None]:

@@ -25,9 +25,17 @@ def _add_sample(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--out",
         required=True,
-        help="a .png: a grid of the samples (images); a .npy: the samples themselves, the "
-        "mean of p(x|z) in the data's units, shape (n, channels, height, width) for images "
-        "and (n, columns) for tables",
+        help="a .png: a grid of the samples (images; molecules drawn by RDKit for a SMILES "
+        "run); a .npy: the samples themselves, the mean of p(x|z) in the data's units, shape "
+        "(n, channels, height, width) for images and (n, columns) for tables; a .smi or .txt: "
+        "a sequence run's samples, one per line",
+    )
+    p.add_argument(
+        "--temperature",
+        type=_number(float, 0, True, "a positive number"),
+        default=None,
+        help="a sequence run: divide each step's logits by this (below 1: safer, less "
+        "diverse samples; default: the run's, 1 unless set)",
     )
     p.add_argument("--seed", type=int, default=0, help="default 0")
     p.add_argument(
@@ -46,10 +54,16 @@ def _sample(args: argparse.Namespace) -> None:
     from pyrovae.rundir.folder import load, read_config
     from pyrovae.use import plots
 
-    if Path(args.out).suffix.lower() not in (".png", ".npy"):
-        raise PyrovaeError(f"--out {args.out} must end in .png (a grid) or .npy (the samples)")
     vae = load(args.run_dir, device=resolve_device(args.device))
     _need_vae(vae, args)
+    vocabulary = read_config(args.run_dir)["data"].get("vocabulary")
+    if vocabulary is not None:
+        _sample_sequences(vae, vocabulary, args)
+        return
+    if args.temperature is not None:
+        raise PyrovaeError("--temperature applies to a run on sequences only")
+    if Path(args.out).suffix.lower() not in (".png", ".npy"):
+        raise PyrovaeError(f"--out {args.out} must end in .png (a grid) or .npy (the samples)")
     classes = vae.num_classes
     if args.label is not None and not (classes and 0 <= args.label < classes):
         raise PyrovaeError(
@@ -69,9 +83,52 @@ def _sample(args: argparse.Namespace) -> None:
     _save_array(samples.reshape(args.n, *shape).numpy(), args.out)
 
 
+def _sample_sequences(vae, vocabulary: dict, args: argparse.Namespace) -> None:
+    """A sequence run's samples, one per line, or drawn as molecules (a SMILES run)."""
+    import pyro
+
+    from pyrovae.data.sequences import Vocabulary
+    from pyrovae.use.sequences import sample_sequences
+
+    vocab = Vocabulary.from_config(vocabulary)
+    if args.label is not None:
+        raise PyrovaeError("--label applies to a run with classes; this run is on sequences")
+    suffix = Path(args.out).suffix.lower()
+    if suffix not in (".smi", ".txt", ".png"):
+        raise PyrovaeError(
+            f"--out {args.out}: a run on sequences writes .smi or .txt (one per line), or "
+            ".png (a SMILES run's molecules)"
+        )
+    pyro.set_rng_seed(args.seed)
+    texts = sample_sequences(vae, args.n, vocab, temperature=args.temperature)
+    _write_texts(texts, args.out, vocab.tokenizer)
+
+
+def _write_texts(texts: list[str], out: str, tokenizer: str, per_row: int = 8) -> None:
+    """Texts one per line (.smi, .txt), or a grid of the valid molecules among them (.png)."""
+    from pyrovae.rundir.files import atomic_write, check_output
+
+    if Path(out).suffix.lower() == ".png":
+        if tokenizer != "smiles":
+            raise PyrovaeError(f"--out {out}: only a run on SMILES draws its samples; use .txt")
+        from pyrovae.use.molecules import draw_grid
+
+        path = check_output(out, (".png",))
+        atomic_write(path, lambda f: draw_grid(texts, f, per_row=per_row))
+    else:
+        path = check_output(out, (".smi", ".txt"))
+        atomic_write(path, lambda f: f.write("".join(t + "\n" for t in texts).encode()))
+    print(f"wrote {path} ({len(texts)} sequences)")
+
+
 def _add_interpolate(p: argparse.ArgumentParser) -> None:
     _add_run_data(p)
-    p.add_argument("--out", required=True, help="the PNG file to write")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="the PNG file to write; a sequence run: a .txt or .smi file, the decodes of "
+        "each path one per line, a blank line between paths (or a .png of molecules)",
+    )
     p.add_argument(
         "--steps",
         type=_number(int, 1, True, "an integer >= 2"),
@@ -89,14 +146,33 @@ def _add_interpolate(p: argparse.ArgumentParser) -> None:
 def _interpolate(args: argparse.Namespace) -> None:
     from pyrovae.use import plots
 
-    vae, _, _, x = _load_run(args)
+    vae, config, _, x = _load_run(args)
     if getattr(vae, "num_classes", None):
         raise PyrovaeError(
             "interpolate walks between two inputs in z, but a conditional VAE decodes z with "
             "a label too, and the two inputs' labels differ; sample --label K instead"
         )
     pairs = [(2 * i, 2 * i + 1) for i in range(args.pairs)]
+    if config["data"].get("vocabulary") is not None:
+        _interpolate_sequences(vae, config["data"]["vocabulary"], x, pairs, args)
+        return
     _save_png(plots.interpolation(vae, x[: 2 * args.pairs], pairs, args.steps), args.out)
+
+
+def _interpolate_sequences(vae, vocabulary: dict, x, pairs, args: argparse.Namespace) -> None:
+    """Bowman et al.'s homotopies: greedy decodes along the line between two inputs' z."""
+    from pyrovae.data.sequences import Vocabulary
+    from pyrovae.use.applications import interpolate
+
+    vocab = Vocabulary.from_config(vocabulary)
+    if 2 * len(pairs) > x.shape[0]:
+        raise PyrovaeError(f"--pairs {len(pairs)} needs {2 * len(pairs)} held-out sequences")
+    paths = [vocab.decode(interpolate(vae, x[a], x[b], args.steps)) for a, b in pairs]
+    if Path(args.out).suffix.lower() == ".png":
+        _write_texts([t for path in paths for t in path], args.out, vocab.tokenizer, args.steps)
+        return
+    lines = [t for path in paths for t in [*path, ""]][:-1]
+    _write_texts(lines, args.out, vocab.tokenizer)
 
 
 def _add_encode(p: argparse.ArgumentParser) -> None:

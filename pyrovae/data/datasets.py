@@ -1,14 +1,18 @@
-"""Datasets: the bundled MNIST sample, torchvision datasets, user arrays and tables.
+"""Datasets: the bundled MNIST and MOSES samples, torchvision datasets, user arrays,
+tables and sequences.
 
 Every loader returns a :class:`DataSplit` whose ``train`` and ``test`` tensors are float32
 of shape ``(N, D)``: one flattened datapoint per row. Images of 8-bit grey levels are
 mapped to [0, 1] by dividing by 255; other values are kept as they are, and each
-likelihood checks its own support before training.
+likelihood checks its own support before training. Sequences (SMILES, text) are the
+exception: LongTensors ``(N, L)`` of token ids with their :class:`Vocabulary`
+(:mod:`pyrovae.data.sequences`).
 
 ``DATASETS`` maps the names accepted by ``load_dataset`` (``--dataset``) to loaders;
-anything else is read as a path to a ``.npy``, ``.npz`` or ``.csv`` file, whose last
-part (``test_fraction``) is held out unless the file names its split
-(:func:`holdout_size`). Binarisation is in :mod:`pyrovae.data.binarization`.
+anything else is read as a path to a ``.npy``, ``.npz`` or ``.csv`` file, or a ``.smi``
+or ``.txt`` file of sequences (a ``.csv`` too, given ``column``), whose last part
+(``test_fraction``) is held out unless the file names its split (:func:`holdout_size`).
+Binarisation is in :mod:`pyrovae.data.binarization`.
 """
 
 from __future__ import annotations
@@ -16,15 +20,25 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
+from importlib.util import find_spec
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from pyrovae.data.batches import non_finite_error
+from pyrovae.data.sequences import (
+    Vocabulary,
+    default_tokenizer,
+    encode_splits,
+    read_csv_column,
+    read_lines,
+    suffix_of,
+)
 from pyrovae.data.tables import read_csv
 from pyrovae.errors import Param, PyrovaeError
 
@@ -32,11 +46,22 @@ from pyrovae.errors import Param, PyrovaeError
 SAMPLE_TRAIN_SIZE = 8000
 #: The fraction of a file held out when it does not name its split.
 TEST_FRACTION = 0.2
+#: Files read as sequences, one a line (gzipped too: ``.smi.gz``).
+SEQUENCE_SUFFIXES = (".smi", ".txt")
+#: The MOSES train and test files in the package folder of the ``molsets`` wheel.
+MOSES_FILES = ("dataset/data/train.csv.gz", "dataset/data/test.csv.gz")
 
 
 def holdout_size(n: int, fraction: float) -> int:
     """How many of ``n`` datapoints the last ``fraction`` holds out: at least 1, at most n-1."""
     return min(n - 1, max(1, round(n * fraction)))
+
+
+def _check_fraction(test_fraction: float) -> None:
+    if not 0 < test_fraction < 1:
+        raise PyrovaeError(
+            Param("test_fraction"), f" must lie between 0 and 1, got {test_fraction}"
+        )
 
 
 @dataclass
@@ -46,7 +71,8 @@ class DataSplit:
     Attributes
     ----------
     train, test
-        Float32 tensors of shape ``(N, D)``.
+        Float32 tensors of shape ``(N, D)``; for sequences, LongTensors ``(N, L)`` of token
+        ids, L the longest sequence of either split and its end token.
     train_labels, test_labels
         Integer class labels, when the source has them.
     image_shape
@@ -55,6 +81,9 @@ class DataSplit:
         Where the data came from: the name or path :func:`load_dataset` was given.
     data_dir, test_fraction
         What else :func:`load_dataset` was given, so the same split can be read again.
+    vocabulary
+        For sequences, the token ids (built from the training split, or given); a run
+        stores it to encode data the same way when it is reloaded.
     """
 
     train: torch.Tensor
@@ -65,6 +94,7 @@ class DataSplit:
     name: str = ""
     data_dir: str | None = None
     test_fraction: float = TEST_FRACTION
+    vocabulary: Vocabulary | None = None
 
     @property
     def x_dim(self) -> int:
@@ -235,10 +265,143 @@ def load_array(
     )
 
 
+# ----------------------------------------------------------------------------- sequences
+def load_sequences(
+    source: str | Path | Sequence[str],
+    tokenizer: str | None = None,
+    test_fraction: float = TEST_FRACTION,
+    vocabulary: Vocabulary | None = None,
+    column: str | None = None,
+) -> DataSplit:
+    """Sequences as token ids: a ``.smi``/``.txt`` file, a CSV column, or a list of texts.
+
+    The tokenizer defaults to ``smiles`` for a ``.smi`` file or a column named SMILES,
+    else ``words``; a vocabulary's own applies when one is given. A CSV whose ``split``
+    column says ``train``/``test`` names its split; otherwise the last ``test_fraction``
+    of the sequences is held out. The vocabulary is built from the training part
+    unless given (a reloaded run passes the one it stored).
+    """
+    _check_fraction(test_fraction)
+    if isinstance(source, str | Path):
+        texts, split = _read_sequences(Path(source), column)
+        if tokenizer is None and vocabulary is None:
+            tokenizer = default_tokenizer(source, column)
+        name = str(source)
+    elif column is not None:
+        raise PyrovaeError(Param("column"), " names a column of a .csv file; leave it out")
+    else:
+        texts, split, name = list(source), None, "the sequences"
+    if split is not None:
+        train, test = _named_split(texts, split, name)
+    else:
+        if len(texts) < 2:
+            raise PyrovaeError(f"{name} holds {len(texts)} sequence; need at least 2 to split")
+        n_test = holdout_size(len(texts), test_fraction)
+        train, test = texts[:-n_test], texts[-n_test:]
+    return _sequence_split(train, test, tokenizer, vocabulary, name)
+
+
+def _read_sequences(path: Path, column: str | None) -> tuple[list[str], list[str] | None]:
+    """The texts of a sequence file, and the split it names (a CSV's ``split`` column)."""
+    if suffix_of(path) == ".csv":
+        if column is None:
+            raise PyrovaeError(
+                f"pass the {path} column that holds the sequences as ", Param("column")
+            )
+        return read_csv_column(path, column)
+    if column is not None:
+        raise PyrovaeError(Param("column"), f" names a column of a .csv file, not of {path}")
+    return read_lines(path), None
+
+
+def _named_split(texts: list[str], split: list[str], name: str) -> tuple[list[str], list[str]]:
+    """The rows a ``split`` column marks ``train`` and ``test``."""
+    other = next((s for s in split if s not in ("train", "test")), None)
+    if other is not None:
+        raise PyrovaeError(f"{name}'s split column holds {other!r}; expected train or test")
+    train = [t for t, s in zip(texts, split, strict=True) if s == "train"]
+    test = [t for t, s in zip(texts, split, strict=True) if s == "test"]
+    if not train or not test:
+        raise PyrovaeError(
+            f"{name}'s split column names no {'train' if not train else 'test'} row"
+        )
+    return train, test
+
+
+def _sequence_split(
+    train: list[str],
+    test: list[str],
+    tokenizer: str | None,
+    vocabulary: Vocabulary | None,
+    name: str,
+) -> DataSplit:
+    vocab, x_train, x_test = encode_splits(train, test, tokenizer, vocabulary)
+    return DataSplit(x_train, x_test, name=name, vocabulary=vocab)
+
+
+def load_moses_sample(
+    data_dir: str | None = None,
+    tokenizer: str | None = None,
+    vocabulary: Vocabulary | None = None,
+) -> DataSplit:
+    """The bundled MOSES sample: 50,000 training and 5,000 test SMILES (offline; like
+    ``sample``, it reads no ``data_dir``). See ``bundled/README.md`` for how it was drawn."""
+    with resources.as_file(
+        resources.files("pyrovae.data") / "bundled" / "moses_sample.csv.gz"
+    ) as p:
+        texts, split = read_csv_column(p, "SMILES")
+    if split is None:
+        raise PyrovaeError("the bundled MOSES sample has lost its SPLIT column; reinstall pyrovae")
+    train, test = _named_split(texts, split, "the bundled MOSES sample")
+    default = None if vocabulary is not None else "smiles"
+    return _sequence_split(train, test, tokenizer or default, vocabulary, "moses-sample")
+
+
+def load_moses(
+    data_dir: str | None = None,
+    tokenizer: str | None = None,
+    vocabulary: Vocabulary | None = None,
+) -> DataSplit:
+    """MOSES (Polykovskiy et al. 2020): 1.58 M training and 176 k test SMILES, read from the
+    data files of an installed ``molsets`` wheel without importing its code (no
+    ``data_dir``)."""
+    folder = molsets_folder()
+    train, test = (read_csv_column(folder / f, "SMILES")[0] for f in MOSES_FILES)
+    default = None if vocabulary is not None else "smiles"
+    return _sequence_split(train, test, tokenizer or default, vocabulary, "moses")
+
+
+def molsets_folder() -> Path:
+    """The package folder of the installed ``molsets`` wheel (``moses``).
+
+    ``find_spec`` of a top-level name locates it without running its ``__init__``, which
+    imports dependencies that no longer install.
+    """
+    try:
+        spec = find_spec("moses")
+    except (ImportError, ValueError):  # ValueError: a "moses" module without a spec
+        spec = None
+    for folder in map(Path, (spec and spec.submodule_search_locations) or []):
+        if all((folder / f).is_file() for f in MOSES_FILES):
+            return folder
+    raise PyrovaeError(
+        "the full MOSES set needs the molsets wheel: pip install --no-deps molsets (its "
+        "declared dependencies do not build; pyrovae reads its data files only), or use ",
+        Param("dataset", "moses-sample"),
+    )
+
+
+#: Named datasets of sequences: their loaders also take a tokenizer and a vocabulary.
+SEQUENCE_DATASETS: dict[str, Callable[..., DataSplit]] = {
+    "moses-sample": load_moses_sample,
+    "moses": load_moses,
+}
+
 DATASETS: dict[str, Callable[[str | None], DataSplit]] = {
     "sample": load_sample,
     "mnist": _torchvision_loader("MNIST", "MNIST"),
     "fashion-mnist": _torchvision_loader("FashionMNIST", "Fashion-MNIST"),
+    **SEQUENCE_DATASETS,
 }
 
 
@@ -260,26 +423,62 @@ def load_dataset(
     data_dir: str | None = None,
     allow_nan: bool = False,
     test_fraction: float = TEST_FRACTION,
+    tokenizer: str | None = None,
+    vocabulary: Vocabulary | None = None,
+    column: str | None = None,
 ) -> DataSplit:
     """Load a dataset by registry name (``sample``, ``mnist``, ...) or by file path.
 
     ``.csv`` tables keep their missing entries as NaN; ``.npy``/``.npz`` files may hold
-    NaN with ``allow_nan`` (training with ``missing="mask"``).
+    NaN with ``allow_nan`` (training with ``missing="mask"``). ``.smi`` and ``.txt``
+    files, a ``.csv`` given ``column``, and ``moses``/``moses-sample`` are sequences
+    (:func:`load_sequences`), which alone take ``tokenizer``, ``vocabulary`` and
+    ``column``.
     """
     dataset = str(dataset)
-    loaded = _load(dataset, data_dir, allow_nan, test_fraction)
+    options = {"tokenizer": tokenizer, "vocabulary": vocabulary, "column": column}
+    loaded = _load(dataset, data_dir, allow_nan, test_fraction, options)
     return dataclasses.replace(
         loaded, name=dataset, data_dir=data_dir, test_fraction=float(test_fraction)
     )
 
 
-def _load(dataset: str, data_dir: str | None, allow_nan: bool, test_fraction: float) -> DataSplit:
+def is_sequences(dataset: str, column: str | None = None) -> bool:
+    """Whether :func:`load_dataset` reads ``dataset`` (with ``column``) as sequences."""
+    if dataset in SEQUENCE_DATASETS:
+        return True
+    kind = suffix_of(dataset)
+    return dataset not in DATASETS and (
+        kind in SEQUENCE_SUFFIXES or (kind == ".csv" and column is not None)
+    )
+
+
+def _load(
+    dataset: str,
+    data_dir: str | None,
+    allow_nan: bool,
+    test_fraction: float,
+    options: dict[str, Any],
+) -> DataSplit:
+    if dataset in SEQUENCE_DATASETS:
+        if options["column"] is not None:
+            raise PyrovaeError(Param("column"), f" names a .csv column; {dataset} has its own")
+        return SEQUENCE_DATASETS[dataset](
+            data_dir, tokenizer=options["tokenizer"], vocabulary=options["vocabulary"]
+        )
+    if dataset not in DATASETS:
+        _check_fraction(test_fraction)
+    if is_sequences(dataset, options["column"]):
+        return load_sequences(dataset, test_fraction=test_fraction, **options)
+    given = [name for name, value in options.items() if value is not None]
+    if given:
+        raise PyrovaeError(
+            Param(given[0]),
+            f" applies to sequences only (.smi, .txt, a .csv column, "
+            f"{', '.join(SEQUENCE_DATASETS)}); leave it out for {dataset}",
+        )
     if dataset in DATASETS:
         return DATASETS[dataset](data_dir)
-    if not 0 < test_fraction < 1:
-        raise PyrovaeError(
-            Param("test_fraction"), f" must lie between 0 and 1, got {test_fraction}"
-        )
     if dataset.endswith(".csv"):
         return load_csv(dataset, test_fraction)
     if dataset.endswith((".npy", ".npz")) or Path(dataset).exists():

@@ -51,7 +51,7 @@ from pyrovae.parts.guides import GUIDES, GuideFamily
 from pyrovae.parts.layers import GaussianLayer
 from pyrovae.parts.likelihoods import LIKELIHOODS, Likelihood
 from pyrovae.parts.nets import INITS, NETS, Networks
-from pyrovae.parts.priors import PRIORS, Prior
+from pyrovae.parts.priors import CODE_PRIORS, PRIORS, Prior
 
 _instance_ids = itertools.count()
 
@@ -116,9 +116,14 @@ def _check_classes(num_classes: int | None, nets: Networks, prior: Prior) -> int
 def _prior(
     prior: str | Prior, posterior: GuideFamily, z_dims: tuple[int, ...], kwargs: dict
 ) -> Prior:
-    """The prior asked for, or the one the guide family is made for (``vq``)."""
-    implied = posterior.implied_prior()
-    if implied is None:
+    """The prior asked for, or one the guide family is made for (``vq``)."""
+    if not posterior.brings_prior:
+        if isinstance(prior, str) and prior in CODE_PRIORS and prior not in PRIORS:
+            raise PyrovaeError(
+                f"the {prior} prior is a prior over the codes of a vector-quantised latent: "
+                "use it with ",
+                Param("posterior", "vq"),
+            )
         chosen = _build(prior, PRIORS, "prior", z_dims[-1], **kwargs)
         if len(z_dims) > 1 and chosen.reads_encoder:
             raise PyrovaeError(
@@ -129,11 +134,11 @@ def _prior(
             )
         return chosen
     family = _name_of(posterior, GUIDES)
-    if prior not in ("standard", implied.name) or kwargs:
+    if isinstance(prior, nn.Module) or prior not in ("standard", *CODE_PRIORS):
         raise PyrovaeError(
-            f"the {family} guide brings its own prior ({implied.name!r}), so ",
-            Param("prior"),
-            " does not apply with it; leave it out",
+            f"the {family} guide brings its own prior over its codes, so ",
+            Param("prior", prior),
+            f" does not apply with it; leave it out, or choose one of: {', '.join(CODE_PRIORS)}",
         )
     if len(z_dims) > 1:
         raise PyrovaeError(
@@ -142,7 +147,29 @@ def _prior(
             Param("z_dim"),
             " with several sizes) is not the top layer; give one size",
         )
-    return implied
+    return posterior.implied_prior(None if prior == "standard" else prior, **kwargs)
+
+
+def _sequence_kwargs(
+    likelihood: str | nn.Module, vocab_size: int | None, hidden: Sequence[int]
+) -> dict[str, int]:
+    """``vocab_size`` for a likelihood of token sequences named from the registry, and
+    ``hidden[0]`` as the size of its GRU (as the encoder's); a one-line error where
+    sequences meet a likelihood of vectors."""
+    if vocab_size is None or isinstance(likelihood, nn.Module):
+        return {}
+    cls = lookup(LIKELIHOODS, likelihood, "likelihood")
+    if not cls.models_sequences:
+        raise PyrovaeError(
+            f"the {likelihood} likelihood models vectors of numbers, not token sequences; use ",
+            Param("likelihood", "autoregressive"),
+        )
+    return {"vocab_size": vocab_size, "hidden_size": int(hidden[0])}
+
+
+def _float_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype the networks' outputs are cast to: x's, or the default for token ids."""
+    return x.dtype if x.is_floating_point() else torch.get_default_dtype()
 
 
 def _layer_sizes(z_dim: int | Sequence[int]) -> tuple[int, ...]:
@@ -210,6 +237,10 @@ class VAE(Model):
         labels: ``model(x, y)``, ``guide(x, y)``; train on ``(x, y)`` tuples or
         ``{"x": x, "y": y}``. The networks must be ``"mlp"``; the VampPrior, whose
         pseudo-inputs carry no label, does not apply.
+    vocab_size
+        For token sequences (``x_dim`` is then their padded length L): the size of the
+        vocabulary, given to the ``"gru"`` networks and to a likelihood that models
+        sequences (``"autoregressive"``); see :mod:`pyrovae.data.sequences`.
     name
         Prefix under which the parameters are registered in Pyro's parameter store;
         unique per instance by default, so two VAEs in one process never share
@@ -268,6 +299,7 @@ class VAE(Model):
         name: str | None = None,
         init: str = "default",
         num_classes: int | None = None,
+        vocab_size: int | None = None,
         **renamed: Any,
     ) -> None:
         super().__init__()
@@ -287,11 +319,24 @@ class VAE(Model):
         self.name = name if name is not None else f"vae{next(_instance_ids)}"
         self.posterior = _build(posterior, GUIDES, "guide", z_dims[0], **posterior_kwargs)
         self.prior = _prior(prior, self.posterior, z_dims, prior_kwargs or {})
+        self.vocab_size = int(vocab_size) if vocab_size is not None else None
         self.likelihood = _build(
-            likelihood, LIKELIHOODS, "likelihood", x_dim, **(likelihood_kwargs or {})
+            likelihood,
+            LIKELIHOODS,
+            "likelihood",
+            x_dim,
+            **{
+                **_sequence_kwargs(likelihood, self.vocab_size, hidden),
+                **(likelihood_kwargs or {}),
+            },
         )
         nets = lookup(NETS, net, "net")
         self.num_classes = _check_classes(num_classes, nets, self.prior)
+        if nets.reads_tokens and self.prior.reads_encoder:
+            raise PyrovaeError(
+                f"the {type(self.prior).__name__}'s pseudo-inputs are vectors of numbers, "
+                f"which the {net} encoder (of token ids) cannot read; pick another prior"
+            )
         self._build_networks(nets, tuple(hidden), activation, init)
         self.prior.attach(self._gaussian_posterior, self.x_dim)
         self._pyro_params: list[tuple[str, nn.Parameter]] | None = None
@@ -313,6 +358,7 @@ class VAE(Model):
             "posterior_kwargs": dict(posterior_kwargs),
             "init": init,
             "num_classes": self.num_classes,
+            "vocab_size": self.vocab_size,
         }
 
     def _build_networks(
@@ -328,6 +374,7 @@ class VAE(Model):
             hidden=hidden,
             activation=activation,
             image_shape=self.image_shape,
+            vocab_size=self.vocab_size,
         )
         init_weights = lookup(INITS, init, "init")
         # Between stochastic layers l and l+1 (empty for one layer: no new parameters):
@@ -468,7 +515,7 @@ class VAE(Model):
 
     def _posterior_params(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         """The encoder's output for the guide family, in the dtype of ``x``."""
-        return self.encoder(self._labelled(x, y)).to(x.dtype)
+        return self.encoder(self._labelled(x, y)).to(_float_dtype(x))
 
     def _labelled(self, t: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         """``t`` with the one-hot label appended (conditional VAE); ``t`` itself otherwise."""
@@ -491,7 +538,7 @@ class VAE(Model):
 
     def _gaussian_posterior(self, x: torch.Tensor) -> dist.Distribution:
         """The Gaussian part of q(z|x) (see ``GuideFamily.gaussian``), for the prior."""
-        return self.posterior.gaussian(self.encoder(x).to(x.dtype))
+        return self.posterior.gaussian(self.encoder(x).to(_float_dtype(x)))
 
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> dist.Distribution:
         """p(x|z) (p(x|z, y) when conditional), batch shape ``z.shape[:-1]``, z's dtype.

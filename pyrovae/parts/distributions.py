@@ -328,6 +328,57 @@ class _CodebookPoints(constraints.Constraint):
         return on.all(-1)
 
 
+class CodeSequence(TorchDistribution):
+    """M codebook rows chosen in turn by an autoregressive model of their indices.
+
+    A distribution over vectors of ``M * D`` numbers (the codes end to end), like
+    :class:`UniformCodes`, but the indices k_1..k_M have the probability
+    ``indices.log_prob`` gives (a distribution over token sequences of M + 1 positions,
+    code k being token ``k + offset`` and EOS closing it): the VQ-VAE's learned prior
+    (van den Oord et al., 2017, fit a PixelCNN over the codes after training; here it is
+    a Pyro prior trained with the rest).
+
+    Parameters
+    ----------
+    codebook
+        ``(K, D)``.
+    indices
+        A distribution over token sequences with ``event_shape == (M + 1,)`` and
+        ``sample``/``log_prob`` (:class:`~pyrovae.parts.autoregressive.Autoregressive`).
+    offset
+        Token id of code 0.
+    eos
+        The token that ends every sequence of codes.
+    """
+
+    arg_constraints: dict = {}
+    support = constraints.real_vector
+
+    def __init__(
+        self, codebook: torch.Tensor, indices: TorchDistribution, offset: int, eos: int
+    ) -> None:
+        self.codebook, self.indices, self.offset, self.eos = codebook, indices, offset, eos
+        self.num_codes = indices.event_shape[0] - 1
+        z_dim = self.num_codes * codebook.shape[-1]
+        super().__init__(indices.batch_shape, torch.Size((z_dim,)), validate_args=False)
+
+    def expand(self, batch_shape: torch.Size | tuple, _instance=None) -> CodeSequence:
+        return CodeSequence(self.codebook, self.indices.expand(batch_shape), self.offset, self.eos)
+
+    def tokens(self, value: torch.Tensor) -> torch.Tensor:
+        """The token sequence of code vectors ``(..., M * D)``: ``(..., M + 1)``."""
+        rows = value.reshape(*value.shape[:-1], self.num_codes, self.codebook.shape[-1])
+        k = nearest_codes(rows, self.codebook.detach()) + self.offset
+        return torch.cat([k, torch.full_like(k[..., :1], self.eos)], -1)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return self.indices.log_prob(self.tokens(value))
+
+    def sample(self, sample_shape: torch.Size | tuple = ()) -> torch.Tensor:
+        k = self.indices.sample(sample_shape)[..., :-1] - self.offset
+        return self.codebook.detach()[k].reshape(*k.shape[:-1], -1)
+
+
 class UniformCodes(TorchDistribution):
     """M codes drawn independently and uniformly from the K rows of a codebook.
 

@@ -17,15 +17,18 @@ terms), which the VAE's guide writes as ``pyro.factor`` sites in training only.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
 from pyro.distributions import transforms as T
 from torch import nn
 
+from pyrovae._util import lookup
 from pyrovae.errors import Param, PyrovaeError
 from pyrovae.parts.distributions import MIN_SCALE, diagonal_normal, nearest_codes
-from pyrovae.parts.priors import Codebook, Prior
+from pyrovae.parts.priors import CODE_PRIORS, Codebook, Prior
 
 
 class GuideFamily(nn.Module):
@@ -50,8 +53,12 @@ class GuideFamily(nn.Module):
     #: Whether :meth:`implied_prior` gives a prior (then ``--prior`` does not apply).
     brings_prior: bool = False
 
-    def implied_prior(self) -> Prior | None:
-        """The prior p(z) this family is made for, if it fixes one (``vq``); else None."""
+    def implied_prior(self, name: str | None = None, **kwargs: Any) -> Prior | None:
+        """The prior p(z) this family is made for, if it fixes one (``vq``); else None.
+
+        ``name`` picks among the priors the family can bring (``vq``: ``"codebook"``, the
+        default, or ``"autoregressive"``), built with ``kwargs``.
+        """
         return None
 
     def training_factors(self, params: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -244,8 +251,24 @@ class VectorQuantised(GuideFamily):
     def gaussian(self, params: torch.Tensor) -> dist.Distribution:
         raise PyrovaeError("the vq guide has no Gaussian part")
 
-    def implied_prior(self) -> Prior:
-        return Codebook(self.z_dim, self.codebook_rows)
+    def implied_prior(self, name: str | None = None, **kwargs: Any) -> Prior:
+        cls = lookup(CODE_PRIORS, name or "codebook", "prior of the vq guide")
+        if cls is Codebook:
+            if kwargs:
+                raise PyrovaeError(
+                    "the vq guide's codebook prior takes no ",
+                    Param("prior_kwargs"),
+                    "; leave them out, or choose ",
+                    Param("prior", "autoregressive"),
+                )
+            return Codebook(self.z_dim, self.codebook_rows)
+        return cls(
+            self.z_dim,
+            self.codebook_rows,
+            num_codes=self.z_dim // self.code_dim,
+            codes=self.codes,
+            **kwargs,
+        )
 
     def codebook_rows(self) -> torch.Tensor:
         """The codebook, ``(K, D)``."""

@@ -26,6 +26,8 @@ How data are read (pyrovae's loaders give float32, 8-bit images divided by 255):
 ``negative-binomial``       of 0 and 1)
 ``student-t``               any real values, heavy-tailed (real tables)
 ``columns``                 a likelihood per group of columns (mixed tables)
+``autoregressive``          token sequences (SMILES, text): a GRU language model
+                            conditioned on z, :mod:`pyrovae.parts.autoregressive`
 ==========================  ==========================================================
 
 ``default_binarize`` tells the command line which binarisation suits the data a
@@ -44,7 +46,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pyrovae.data.sequences import EOS, PAD
 from pyrovae.errors import Param, PyrovaeError
+from pyrovae.parts.autoregressive import Autoregressive, RecurrentCore, after_end
 from pyrovae.parts.distributions import (
     LEVELS,
     ColumnsDist,
@@ -67,6 +71,8 @@ class Likelihood(nn.Module):
 
     channels: int = 1
     default_binarize: str = "none"
+    #: Whether it models token sequences (then the VAE gives it ``vocab_size``).
+    models_sequences: bool = False
 
     def __init__(self, x_dim: int) -> None:
         super().__init__()
@@ -406,10 +412,10 @@ class Columns(Likelihood):
         groups, seen = [], []
         for item in str(spec).split(","):
             name, sep, cols = item.strip().partition(":")
-            if not sep or name not in LIKELIHOODS or name == "columns":
+            if not sep or name not in _COLUMN_LIKELIHOODS():
                 raise PyrovaeError(
                     f"cannot read {item!r} in spec; write NAME:COLUMNS with NAME one of "
-                    f"{', '.join(n for n in sorted(LIKELIHOODS) if n != 'columns')}"
+                    f"{', '.join(sorted(_COLUMN_LIKELIHOODS()))}"
                 )
             columns = _columns(cols, self.x_dim)
             groups.append(LIKELIHOODS[name](len(columns)))
@@ -435,12 +441,105 @@ class Columns(Likelihood):
             group.check_support(x[..., columns])
 
 
+def _COLUMN_LIKELIHOODS() -> set[str]:  # noqa: N802
+    """The likelihoods a group of columns may have: those of vectors of entries."""
+    return {n for n, c in LIKELIHOODS.items() if n != "columns" and not c.models_sequences}
+
+
 def _group_columns(seen: list[int], sizes: list[int]) -> list[list[int]]:
     out, start = [], 0
     for size in sizes:
         out.append(seen[start : start + size])
         start += size
     return out
+
+
+class AutoregressiveLikelihood(Likelihood):
+    """Token sequences under a GRU language model conditioned on z (Bowman et al., 2016).
+
+    The decoder's output is a context c of ``hidden_size`` numbers; the distribution is
+    :class:`~pyrovae.parts.autoregressive.Autoregressive`: the GRU starts from a state
+    computed from c and reads c beside every input token, so z can shape every step.
+    ``x_dim`` is L, the padded length (EOS included).
+
+    Parameters
+    ----------
+    x_dim
+        L, the length sequences are padded to.
+    vocab_size
+        Tokens in the vocabulary; the VAE passes the dataset's.
+    hidden_size, num_layers, embedding_dim
+        Sizes of the decoding GRU and its token embedding.
+    word_dropout
+        Probability, while training, that a teacher-forced input token is replaced by
+        UNK, so the decoder cannot predict from the prefix alone and must use z.
+    temperature
+        Temperature of ``sample`` (the likelihood itself is always at 1).
+    """
+
+    default_binarize = "none"
+    models_sequences = True
+
+    def __init__(
+        self,
+        x_dim: int,
+        vocab_size: int | None = None,
+        hidden_size: int = 256,
+        num_layers: int = 1,
+        embedding_dim: int = 64,
+        word_dropout: float = 0.0,
+        temperature: float = 1.0,
+    ) -> None:
+        super().__init__(x_dim)
+        if vocab_size is None:
+            raise PyrovaeError(
+                "the autoregressive likelihood models token sequences: train on a "
+                "sequence dataset (.smi, .txt or a CSV column of strings), or pass ",
+                Param("vocab_size"),
+            )
+        if not 0 <= word_dropout < 1 or not temperature > 0:
+            raise PyrovaeError(
+                Param("word_dropout"),
+                f" must lie in [0, 1) and temperature be positive; got {word_dropout}, "
+                f"{temperature}",
+            )
+        self.word_dropout, self.temperature = float(word_dropout), float(temperature)
+        self.core = RecurrentCore(
+            vocab_size, x_dim, hidden_size, hidden_size, num_layers, embedding_dim
+        )
+
+    @property
+    def param_dim(self) -> int:
+        return self.core.context_dim
+
+    def forward(self, params: torch.Tensor) -> dist.Distribution:
+        dropout = self.word_dropout if self.training else 0.0
+        return Autoregressive(self.core, params.float(), self.temperature, dropout)
+
+    def check_support(self, x: torch.Tensor) -> None:
+        check_sequences(x, self.core.vocab_size)
+
+
+def check_sequences(x: torch.Tensor, vocab_size: int) -> None:
+    """Raise unless ``x`` holds token ids below ``vocab_size``, each row a sequence
+    ended by EOS, PAD after it and nowhere before."""
+    x = x.detach()
+    if x.is_floating_point() and bool((x != x.round()).any()):
+        raise PyrovaeError("the autoregressive likelihood needs token ids, not fractions")
+    tokens = x.long()
+    if bool(((tokens < 0) | (tokens >= vocab_size)).any()):
+        raise PyrovaeError(
+            f"token ids must lie in 0..{vocab_size - 1} (the vocabulary) but range over "
+            f"{_range(x)}; encode the data with the run's vocabulary"
+        )
+    ended = (tokens == EOS).any(-1)
+    padded_early = ((tokens == PAD) & ~after_end(tokens)).any(-1)
+    if not bool(ended.all()) or bool(padded_early.any()):
+        row = int((~ended | padded_early).nonzero()[0, 0])
+        raise PyrovaeError(
+            f"sequence {row} is not one sequence ended by EOS and padded after it; "
+            "encode the data with pyrovae.data.sequences.Vocabulary.encode"
+        )
 
 
 LIKELIHOODS: dict[str, type[Likelihood]] = {
@@ -454,4 +553,5 @@ LIKELIHOODS: dict[str, type[Likelihood]] = {
     "negative-binomial": NegativeBinomial,
     "student-t": StudentT,
     "columns": Columns,
+    "autoregressive": AutoregressiveLikelihood,
 }

@@ -198,6 +198,45 @@ class ConvDecoder(_OnImages):
         return self.deconv(h).reshape(*z.shape[:-1], -1)
 
 
+class GRUEncoder(nn.Module):
+    """A bidirectional GRU over a token sequence, its last states to ``out_dim`` numbers.
+
+    Takes padded token sequences ``(..., L)`` (PAD = 0 after each sequence's end) and
+    returns ``(..., out_dim)``: the final states of the forward and backward passes, read
+    over each sequence's own length (packed, so padding never enters them), through a
+    linear head.
+
+    Parameters
+    ----------
+    vocab_size
+        Tokens in the vocabulary, the special ones included.
+    out_dim
+        Size of the output: the parameters of q(z | x).
+    hidden_size
+        Size of each direction's GRU state.
+    embedding_dim
+        Size of the token embedding.
+    """
+
+    def __init__(
+        self, vocab_size: int, out_dim: int, hidden_size: int = 256, embedding_dim: int = 64
+    ) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
+        self.gru = nn.GRU(embedding_dim, hidden_size, batch_first=True, bidirectional=True)
+        self.head = nn.Linear(2 * hidden_size, out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = x.long().reshape(-1, x.shape[-1])
+        lengths = (tokens != 0).sum(-1).clamp(min=1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(
+            self.embed(tokens), lengths, batch_first=True, enforce_sorted=False
+        )
+        _, state = self.gru(packed)
+        out = self.head(torch.cat([state[0], state[1]], -1))
+        return out.reshape(*x.shape[:-1], -1)
+
+
 NetBuilder = Callable[..., tuple[nn.Module, nn.Module]]
 
 
@@ -209,8 +248,10 @@ def build_mlp(
     hidden: Sequence[int] = (400,),
     activation: str = "relu",
     image_shape: Sequence[int] | None = None,
+    vocab_size: int | None = None,
 ) -> tuple[nn.Module, nn.Module]:
     """Encoder ``x_dim -> hidden -> encoder_out`` and decoder ``z_dim -> hidden[::-1] -> out``."""
+    _vectors_only("mlp", vocab_size)
     encoder = MLP(x_dim, encoder_out, hidden, activation)
     decoder = MLP(z_dim, decoder_out, tuple(reversed(hidden)), activation)
     return encoder, decoder
@@ -224,12 +265,46 @@ def build_conv(
     hidden: Sequence[int] = (400,),
     activation: str = "relu",
     image_shape: Sequence[int] | None = None,
+    vocab_size: int | None = None,
 ) -> tuple[nn.Module, nn.Module]:
     """A small convolutional encoder and decoder for images (e.g. 1x28x28)."""
+    _vectors_only("conv", vocab_size)
     shape = _check_image_shape(image_shape, x_dim)
     encoder = ConvEncoder(shape, encoder_out, hidden, activation)
     decoder = ConvDecoder(z_dim, shape, decoder_out, tuple(reversed(hidden)), activation)
     return encoder, decoder
+
+
+def build_gru(
+    x_dim: int,
+    z_dim: int,
+    encoder_out: int,
+    decoder_out: int,
+    hidden: Sequence[int] = (256,),
+    activation: str = "relu",
+    image_shape: Sequence[int] | None = None,
+    vocab_size: int | None = None,
+) -> tuple[nn.Module, nn.Module]:
+    """For token sequences: a bidirectional GRU encoder of ``hidden[0]`` units per
+    direction, and a linear decoder from z to the likelihood's context (the recurrent
+    network that generates the tokens is the autoregressive likelihood's)."""
+    if vocab_size is None:
+        raise PyrovaeError(
+            "the gru network reads token sequences: train on a sequence dataset (.smi, "
+            ".txt, or a CSV column of strings) or use ",
+            Param("net", "mlp"),
+        )
+    encoder = GRUEncoder(vocab_size, encoder_out, int(hidden[0]))
+    decoder = MLP(z_dim, decoder_out, (), activation)
+    return encoder, decoder
+
+
+def _vectors_only(net: str, vocab_size: int | None) -> None:
+    if vocab_size is not None:
+        raise PyrovaeError(
+            f"the {net} network reads vectors of numbers, not token sequences; use ",
+            Param("net", "gru"),
+        )
 
 
 @dataclass(frozen=True)
@@ -244,10 +319,14 @@ class Networks:
     flat_inputs
         Whether the encoder takes any flat input size, so that a label can be appended
         to x (a conditional VAE); a conv encoder takes images only.
+    reads_tokens
+        Whether the encoder reads token ids (sequences) rather than numbers, so that it
+        cannot encode the VampPrior's real-valued pseudo-inputs.
     """
 
     build: NetBuilder
     flat_inputs: bool
+    reads_tokens: bool = False
 
     def __call__(self, *args: Any, **kwargs: Any) -> tuple[nn.Module, nn.Module]:
         return self.build(*args, **kwargs)
@@ -256,6 +335,7 @@ class Networks:
 NETS: dict[str, Networks] = {
     "mlp": Networks(build_mlp, flat_inputs=True),
     "conv": Networks(build_conv, flat_inputs=False),
+    "gru": Networks(build_gru, flat_inputs=False, reads_tokens=True),
 }
 
 
@@ -263,6 +343,10 @@ def _orthogonal(module: nn.Module) -> None:
     for layer in module.modules():
         if isinstance(layer, nn.Linear | nn.Conv2d | nn.ConvTranspose2d):
             nn.init.orthogonal_(layer.weight)
+        elif isinstance(layer, nn.GRU):
+            for name, weight in layer.named_parameters():
+                if name.startswith("weight"):
+                    nn.init.orthogonal_(weight)
 
 
 #: How the networks' weights start: torch's default, or orthogonal matrices (as the

@@ -24,8 +24,16 @@ import torch
 from pyro.distributions import transforms as T
 from torch import nn
 
+from pyrovae.data.sequences import EOS, SPECIALS
 from pyrovae.errors import Param, PyrovaeError
-from pyrovae.parts.distributions import UniformCodes, diagonal_normal, inv_softplus, mixture
+from pyrovae.parts.autoregressive import Autoregressive, RecurrentCore
+from pyrovae.parts.distributions import (
+    CodeSequence,
+    UniformCodes,
+    diagonal_normal,
+    inv_softplus,
+    mixture,
+)
 
 Encode = Callable[[torch.Tensor], dist.Distribution]
 
@@ -222,6 +230,58 @@ class Codebook(Prior):
         # No argument checks in the training step, as for the other priors: the guide's
         # values are codebook rows by construction, and the check costs a host sync.
         return UniformCodes(self._codebook(), self.z_dim, validate_args=False)
+
+
+class AutoregressiveCodes(Prior):
+    """A learned prior over a vector-quantised latent: a GRU over its M code indices.
+
+    p(k_1..k_M) = prod_m p(k_m | k_<m), the autoregressive distribution of
+    :mod:`pyrovae.parts.autoregressive` with no context, over tokens that are the codes.
+    Trained with the rest of the VAE (its log p(z) is in the ELBO), it learns which codes
+    go together, so samples decode to data rather than noise and the bound pays
+    -log p(k) instead of M log K.
+
+    Parameters
+    ----------
+    z_dim
+        Latent size ``M * D``.
+    codebook
+        A function that returns the current codebook ``(K, D)``.
+    num_codes
+        M, the codes per datapoint.
+    hidden_size, embedding_dim
+        Sizes of the GRU and its code embedding.
+    """
+
+    name = "autoregressive"
+
+    def __init__(
+        self,
+        z_dim: int,
+        codebook: Callable[[], torch.Tensor],
+        num_codes: int,
+        codes: int,
+        hidden_size: int = 128,
+        embedding_dim: int = 32,
+    ) -> None:
+        super().__init__(z_dim)
+        self._codebook = codebook
+        vocab = len(SPECIALS) + int(codes)
+        self.core = RecurrentCore(
+            vocab, num_codes + 1, 0, hidden_size, 1, embedding_dim, exact_length=True
+        )
+        self.register_buffer("context", torch.zeros(0))
+
+    def forward(self) -> dist.Distribution:
+        indices = Autoregressive(self.core, self.context)
+        return CodeSequence(self._codebook(), indices, len(SPECIALS), EOS)
+
+
+#: The priors the ``vq`` guide family can bring over its codes, by name (``prior``).
+CODE_PRIORS: dict[str, type[Prior]] = {
+    "codebook": Codebook,
+    "autoregressive": AutoregressiveCodes,
+}
 
 
 PRIORS: dict[str, type[Prior]] = {

@@ -32,6 +32,7 @@ from pyrovae.data.datasets import DataSplit, load_dataset
 from pyrovae.data.labels import num_classes
 from pyrovae.data.masks import as_masked
 from pyrovae.data.named_arrays import NamedArrays, load_named_arrays
+from pyrovae.data.sequences import Vocabulary
 from pyrovae.data.tables import standardize_dataset
 from pyrovae.errors import Param, PyrovaeError
 from pyrovae.inference.objectives import get_loss
@@ -109,6 +110,8 @@ class VAEKind(ModelKind):
         if data is not None:
             settings.setdefault("x_dim", data.x_dim)
             settings.setdefault("image_shape", data.image_shape)
+            if getattr(data, "vocabulary", None) is not None:
+                settings.setdefault("vocab_size", data.vocabulary.size)
             if config["data"]["labels"] is not None:  # every use of labels tells the model K
                 settings.setdefault("num_classes", num_classes(data))
         try:
@@ -128,8 +131,14 @@ class VAEKind(ModelKind):
         data_cfg = config["data"]
         masked = config["train"]["missing"] == "mask"
         loaded = load_dataset(
-            name, data_dir, allow_nan=masked, test_fraction=data_cfg["test_fraction"]
+            name,
+            data_dir,
+            allow_nan=masked,
+            test_fraction=data_cfg["test_fraction"],
+            **_sequence_options(data_cfg),
         )
+        if loaded.vocabulary is not None and data_cfg["vocabulary"] is None:
+            data_cfg["vocabulary"] = loaded.vocabulary.to_config()  # a new run's, kept
         return standardize_dataset(loaded, data_cfg)
 
     def heldout_batch(self, config: dict[str, Any], data: Data) -> Batch:
@@ -161,6 +170,16 @@ class UserKind(ModelKind):
 
     def load_data(self, config: dict[str, Any], name: str, data_dir: str | None) -> Data:
         return load_named_arrays(name)
+
+
+def _sequence_options(data_cfg: dict[str, Any]) -> dict[str, Any]:
+    """The settings of a sequence dataset the config holds: its tokenizer and column as
+    given, and the run's vocabulary once it has one (so that evaluation encodes the data
+    exactly as training did). None of them for other data."""
+    options = {"tokenizer": data_cfg["tokenizer"], "column": data_cfg["column"]}
+    if data_cfg["vocabulary"] is not None:
+        options["vocabulary"] = Vocabulary.from_config(data_cfg["vocabulary"])
+    return {k: v for k, v in options.items() if v is not None}
 
 
 #: The kinds of model a run config names (``model.kind``).

@@ -7,9 +7,9 @@ Format 2, written by this pyrovae::
               or {"kind": "user", "source": "/abs/path/model.py:Class", "kwargs": {...}},
      "data":  {"dataset": "sample" or "/abs/path/table.csv", "data_dir", "binarize",
                "standardize", "standardizer", "test_fraction", "labels", "labelled",
-               "n_train", "n_test"},
+               "tokenizer", "column", "vocabulary", "n_train", "n_test"},
      "train": {"epochs", "batch_size", "lr", "loss", "num_particles", "beta",
-               "kl_warmup", "free_bits", "seed", "precision", "checkpoint_every",
+               "kl_warmup", "kl_cycles", "free_bits", "seed", "precision", "checkpoint_every",
                "on_nan", "missing"},
      "files": {"dataset": "../table.csv", "model": "../model.py"}}
 
@@ -63,6 +63,13 @@ _V1_VARIANTS = {
     "semi-supervised": {"classifier": "mlp"},
     "clusters": {"init_after": 0, "learn_weights": True},
 }
+#: Keys added to format 2 after it was first written, and what their absence meant.
+_V2_ADDED = {
+    "data": {"tokenizer": None, "column": None, "vocabulary": None},
+    "train": {"kl_cycles": 0},
+}
+#: The same for the built-in VAE's settings.
+_V2_ADDED_VAE = {"vocab_size": None}
 #: Keys of the built-in VAE's settings renamed in format 2.
 _V1_RENAMED = {"guide": "posterior", "guide_kwargs": "posterior_kwargs"}
 
@@ -70,7 +77,8 @@ _V1_RENAMED = {"guide": "posterior", "guide_kwargs": "posterior_kwargs"}
 def upgrade(config: dict[str, Any]) -> dict[str, Any]:
     """``config`` in the current format: every rule for configs of older pyrovae.
 
-    Returns a new dict; a config already in the current format comes back unchanged.
+    Returns a new dict; a config already in the current format comes back with the keys
+    added to it since (``_V2_ADDED``) at the values their absence meant.
     """
     version = config.get("format_version", 1)
     if not isinstance(version, int) or version > FORMAT_VERSION:
@@ -85,6 +93,11 @@ def upgrade(config: dict[str, Any]) -> dict[str, Any]:
         config["train"] = _v1_train(config.get("train", {}))
         config.setdefault("files", {})
         config["format_version"] = FORMAT_VERSION
+    elif "model" in config:
+        config["model"] = upgrade_model(config["model"], version)
+    for part, added in _V2_ADDED.items():
+        if part in config:
+            config[part] = {**added, **config[part]}
     return config
 
 
@@ -95,13 +108,15 @@ def upgrade_model(model: dict[str, Any], version: int) -> dict[str, Any]:
     """
     model = dict(model)
     kind = model.setdefault("kind", "vae")
-    if version > 1 or kind != "vae":
+    if kind != "vae":
         return model
-    for old, new in _V1_RENAMED.items():
-        if old in model:
-            model[new] = model.pop(old)
-    model = {"kind": kind, **_V1_VAE, **model}
-    return {**_V1_VARIANTS.get(model["variant"], {}), **model}
+    if version == 1:
+        for old, new in _V1_RENAMED.items():
+            if old in model:
+                model[new] = model.pop(old)
+        model = {"kind": kind, **_V1_VAE, **model}
+        model = {**_V1_VARIANTS.get(model["variant"], {}), **model}
+    return {**_V2_ADDED_VAE, **model}
 
 
 def _v1_train(train: dict[str, Any]) -> dict[str, Any]:

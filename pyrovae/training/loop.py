@@ -40,6 +40,7 @@ takes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pyro.optim
@@ -63,6 +64,8 @@ from pyrovae.training.policies import (
     Progress,
     Schedulers,
     Validation,
+    cyclical_ramp,
+    linear_ramp,
 )
 from pyrovae.training.run_dir import opened, run_folder
 from pyrovae.training.setup import NAN_CHECK_EVERY, Settings, Setup, from_amp, prepare
@@ -126,6 +129,7 @@ def fit(
     eval_batch_size: int = 1000,
     beta: float = 1.0,
     kl_warmup: float = 0.0,
+    kl_cycles: int = 0,
     precision: str = "auto",
     amp: bool | None = None,
     checkpoint_every: int | None = None,
@@ -198,6 +202,10 @@ def fit(
     kl_warmup
         Epochs over which the KL weight rises linearly from 0 to ``beta``, step by step
         (0: no warm-up). The validation ELBO is always the unweighted ELBO.
+    kl_cycles
+        Cyclical annealing (Fu et al., 2019): the training's steps fall into this many
+        equal cycles, in each the KL weight rises linearly from 0 to ``beta`` over the
+        first half and then holds (0: none; not with ``kl_warmup``).
     precision
         ``"auto"``, ``"float32"`` or ``"bfloat16"``: mixed precision, the networks in
         bfloat16 under ``torch.autocast`` while every density and the loss stay in
@@ -286,6 +294,7 @@ def fit(
         eval_batch_size=eval_batch_size,
         beta=beta,
         kl_warmup=kl_warmup,
+        kl_cycles=kl_cycles,
         precision=from_amp(amp, precision),
         checkpoint_every=checkpoint_every,
         on_nan=on_nan,
@@ -349,7 +358,7 @@ def _policies(
         )
     return [
         Progress(settings.progress and distributed.world()[0] == 0),
-        KLWarmup(setup.kl_weight, settings.beta, settings.kl_warmup * (setup.batches.steps or 0)),
+        KLWarmup(setup.kl_weight, settings.beta, kl_ramp(settings, setup.batches.steps or 0)),
         NaNGuard(good, settings.on_nan, settings.max_retries, every, settings.checkpoint_every),
         *hooks,
         Schedulers(setup.svi, settings.scheduler_step),
@@ -357,6 +366,13 @@ def _policies(
         checkpoints,
         Processes(),
     ]
+
+
+def kl_ramp(settings: Settings, steps_per_epoch: int) -> Callable[[int], float] | None:
+    """The KL weight's schedule the settings ask for: a linear warm-up, cycles, or none."""
+    if settings.kl_cycles:
+        return cyclical_ramp(settings.epochs * steps_per_epoch, settings.kl_cycles)
+    return linear_ramp(settings.kl_warmup * steps_per_epoch)
 
 
 def _chain(callbacks: list[Callback | None]) -> Callback | None:

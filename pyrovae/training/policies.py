@@ -154,16 +154,34 @@ def _epoch_line(record: dict[str, Any], epochs: int) -> str:
     return line + f" nats/datapoint  ({record['seconds']:.1f} s)"
 
 
-class KLWarmup(Policy):
-    """The KL weight rises linearly from 0 to ``beta`` over ``warmup_steps`` steps."""
+def linear_ramp(warmup_steps: float) -> Callable[[int], float] | None:
+    """The KL weight's fraction of ``beta`` at each step: rising linearly from 0 to 1 over
+    ``warmup_steps`` steps, then 1 (None: no warm-up)."""
+    if not warmup_steps:
+        return None
+    return lambda step: min(1.0, (step + 1) / warmup_steps)
 
-    def __init__(self, kl_weight: LatentScale, beta: float, warmup_steps: float) -> None:
-        self.kl_weight, self.beta, self.warmup_steps = kl_weight, beta, warmup_steps
+
+def cyclical_ramp(total_steps: int, cycles: int, ratio: float = 0.5) -> Callable[[int], float]:
+    """The cyclical schedule of Fu et al. (2019): training split into ``cycles`` equal
+    cycles, in each the fraction rises linearly from 0 to 1 over the first ``ratio`` of
+    the cycle, then stays at 1. Each restart lets the decoder learn again with a free z,
+    so the latent is used before the KL term presses it against the prior."""
+    period = max(1.0, total_steps / cycles)
+    return lambda step: min(1.0, (step % period + 1) / (ratio * period))
+
+
+class KLWarmup(Policy):
+    """The KL weight at each step is ``beta * ramp(step)`` (no ramp: left at ``beta``)."""
+
+    def __init__(
+        self, kl_weight: LatentScale, beta: float, ramp: Callable[[int], float] | None
+    ) -> None:
+        self.kl_weight, self.beta, self.ramp = kl_weight, beta, ramp
 
     def before_step(self, loop: Loop) -> None:
-        if self.warmup_steps:
-            ramp = min(1.0, (loop.state.global_step + 1) / self.warmup_steps)
-            self.kl_weight.scale = self.beta * ramp
+        if self.ramp is not None:
+            self.kl_weight.scale = self.beta * self.ramp(loop.state.global_step)
 
 
 class NaNGuard(Policy):

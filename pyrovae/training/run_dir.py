@@ -139,6 +139,7 @@ def _train_config(contract: Contract, settings: Settings) -> dict:
         "num_particles": None if named or loss is None else getattr(loss, "num_particles", None),
         "beta": settings.beta,
         "kl_warmup": settings.kl_warmup,
+        "kl_cycles": settings.kl_cycles,
         "free_bits": getattr(loss, "free_bits", 0.0) if isinstance(loss, ELBO) else 0.0,
         "seed": settings.seed,
         "precision": resolve_precision(settings.precision, device, contract.mixed_precision_safe),

@@ -58,6 +58,7 @@ class Settings:
     eval_batch_size: int = 1000
     beta: float = 1.0
     kl_warmup: float = 0.0
+    kl_cycles: int = 0
     precision: str = "auto"
     checkpoint_every: int | None = None
     on_nan: str = "stop"
@@ -85,6 +86,14 @@ class Settings:
                 " and ",
                 Param("kl_warmup"),
                 f" must be >= 0, got {self.beta} and {self.kl_warmup}",
+            )
+        if not isinstance(self.kl_cycles, int) or self.kl_cycles < 0:
+            raise PyrovaeError(
+                Param("kl_cycles"), f" must be a non-negative integer, got {self.kl_cycles}"
+            )
+        if self.kl_cycles and self.kl_warmup:
+            raise PyrovaeError(
+                Param("kl_cycles"), " and ", Param("kl_warmup"), " do not combine; pick one"
             )
         choices = {"on_nan": ON_NAN, "scheduler_step": SCHEDULER_STEPS, "missing": MISSING}
         for name, allowed in choices.items():
@@ -127,11 +136,12 @@ def prepare(contract: Contract, data: Any, validation: Any, settings: Settings) 
     val = validation_data(validation, binarization, seed, dev, check)
     kl_weight = LatentScale(settings.beta)
     loss = _loss(settings.loss, contract, batches)
-    weighted = kl_weight if settings.beta != 1 or settings.kl_warmup > 0 else None
+    annealed = settings.kl_warmup > 0 or settings.kl_cycles > 0
+    weighted = kl_weight if settings.beta != 1 or annealed else None
     svi = _svi(contract, loss, settings, precision, weighted, batches, dev)
-    if settings.kl_warmup and not batches.steps:
+    if annealed and not batches.steps:
         raise PyrovaeError(
-            Param("kl_warmup"),
+            Param("kl_cycles" if settings.kl_cycles else "kl_warmup"),
             " counts epochs in steps, but the iterable of batches has no length; "
             "give it a __len__ or pass indexable data",
         )

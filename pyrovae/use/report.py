@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import html
+import importlib.util
 import io
 import json
 from pathlib import Path
@@ -20,12 +21,16 @@ import torch
 from matplotlib.figure import Figure
 
 from pyrovae._version import __version__
+from pyrovae.data.sequences import Vocabulary
+from pyrovae.errors import PyrovaeError
 from pyrovae.models.clusters import ClusterVAE
 from pyrovae.models.vae import VAE
 from pyrovae.rundir.config import HISTORY
 from pyrovae.rundir.files import atomic_write
 from pyrovae.rundir.folder import load_run
 from pyrovae.use import plots
+from pyrovae.use.molecules import draw_grid
+from pyrovae.use.sequences import reconstructions, sample_sequences
 
 REPORT = "report.html"
 METRICS = "metrics.json"
@@ -64,13 +69,25 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _image_uri(figure: Figure | bytes) -> str:
+    """A figure, or a PNG image given as bytes (RDKit's drawings), as a data URI."""
+    if isinstance(figure, bytes):
+        return "data:image/png;base64," + base64.b64encode(figure).decode("ascii")
+    return figure_to_data_uri(figure)
+
+
 def render(
     title: str,
     config: dict[str, Any],
     metrics: dict[str, Any],
-    figures: dict[str, Figure],
+    figures: dict[str, Figure | bytes],
+    texts: dict[str, dict[str, str]] | None = None,
 ) -> str:
-    """The report as an HTML string (pure: no files read or written)."""
+    """The report as an HTML string (pure: no files read or written).
+
+    ``figures`` are matplotlib figures or PNG bytes; ``texts`` are tables of strings
+    (a sequence run's samples and reconstructions), each under its caption.
+    """
     sections = [
         f"<h1>{html.escape(title)}</h1>",
         f"<p>pyrovae {html.escape(__version__)}; ELBO and log-likelihoods are in nats "
@@ -84,9 +101,11 @@ def render(
             sections += [f"<h3>{html.escape(part)}</h3>", _table(settings)]
         else:
             sections.append(_table({part: settings}))
+    for caption, rows in (texts or {}).items():
+        sections += [f"<h2>{html.escape(caption)}</h2>", _table(rows)]
     sections.append("<h2>Figures</h2>")
     for caption, fig in figures.items():
-        uri = figure_to_data_uri(fig)
+        uri = _image_uri(fig)
         sections.append(
             f'<figure><img src="{uri}" alt="{html.escape(caption)}">'
             f"<figcaption>{html.escape(caption)}</figcaption></figure>"
@@ -130,15 +149,21 @@ def write_report(
     run_dir = Path(run_dir)
     run = load_run(run_dir, data_dir=data_dir, device=device)
     history, evaluated = _read(run_dir / HISTORY), _read(run_dir / METRICS)
-    figures: dict[str, Figure] = {}
+    figures: dict[str, Figure | bytes] = {}
+    texts: dict[str, dict[str, str]] = {}
     if history.get("epoch"):
         figures["training curves: ELBO, reconstruction and KL terms per epoch"] = (
             plots.training_curves(history)
         )
-    if isinstance(run.vae, VAE):
+    vocabulary = run.config["data"].get("vocabulary")
+    if isinstance(run.vae, VAE) and vocabulary is not None:
+        texts, drawn = _sequence_sections(run, Vocabulary.from_config(vocabulary), num_images)
+        figures.update(drawn)
+    elif isinstance(run.vae, VAE):
         figures.update(_vae_figures(run, num_images, num_scatter))
     figures.update(_evaluation_figures(run_dir, evaluated))
-    page = render(f"pyrovae run {run_dir.name}", run.config, _metrics(run_dir, history), figures)
+    metrics = _metrics(run_dir, history)
+    page = render(f"pyrovae run {run_dir.name}", run.config, metrics, figures, texts)
     path = run_dir / REPORT
     atomic_write(path, lambda f: f.write(page), mode="w")
     return path
@@ -164,6 +189,31 @@ def _vae_figures(run: Any, num_images: int, num_scatter: int) -> dict[str, Figur
         vae, x[:num_scatter], labels[:num_scatter] if labels is not None else None
     )
     return figures
+
+
+def _sequence_sections(
+    run: Any, vocabulary: Vocabulary, num: int
+) -> tuple[dict[str, dict[str, str]], dict[str, bytes]]:
+    """A sequence run's samples and greedy reconstructions as text; for a SMILES run,
+    a drawing of molecules sampled from the prior (when RDKit is installed)."""
+    torch.manual_seed(0)
+    samples = sample_sequences(run.vae, 4 * num, vocabulary)
+    x = _parts(run.heldout)[0][:num]
+    rebuilt = vocabulary.decode(reconstructions(run.vae, x))
+    texts = {
+        "samples from the prior": {str(i): t for i, t in enumerate(samples[:num])},
+        "held-out inputs and their greedy reconstructions": dict(
+            zip(vocabulary.decode(x), rebuilt, strict=True)
+        ),
+    }
+    if vocabulary.tokenizer != "smiles" or importlib.util.find_spec("rdkit") is None:
+        return texts, {}
+    buffer = io.BytesIO()
+    try:
+        draw_grid(samples, buffer, per_row=8, size=200)
+    except PyrovaeError:  # no valid molecule among the samples: the table says so
+        return texts, {}
+    return texts, {"molecules sampled from the prior (valid ones drawn)": buffer.getvalue()}
 
 
 def _parts(heldout: Any) -> tuple[torch.Tensor, Any, Any]:

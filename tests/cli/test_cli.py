@@ -226,6 +226,8 @@ SPREAD = [
     ("flow", "negative-binomial", "iaf", "meanfield", ["--free-bits", "0.5"]),
     ("standard", "student-t", "diagonal", "trace", []),
     ("standard", "continuous-bernoulli", "vq", "iwae", ["--guide-arg", "codes=16"]),
+    ("codebook", "bernoulli", "vq", "trace", ["--guide-arg", "codes=16"]),
+    ("autoregressive", "bernoulli", "vq", "trace", ["--guide-arg", "codes=16"]),
     (
         "standard",
         "columns",
@@ -275,10 +277,12 @@ def test_spread_covers_every_registry_name():
     from pyrovae.inference.objectives import LOSSES
     from pyrovae.parts.guides import GUIDES
     from pyrovae.parts.likelihoods import LIKELIHOODS
-    from pyrovae.parts.priors import PRIORS
+    from pyrovae.parts.priors import CODE_PRIORS, PRIORS
 
-    for column, registry in enumerate((PRIORS, LIKELIHOODS, GUIDES, LOSSES)):
-        assert {row[column] for row in SPREAD} == set(registry)
+    # The likelihoods of sequences train on sequence files: test_sequence_commands.py.
+    vectors = {name for name, cls in LIKELIHOODS.items() if not cls.models_sequences}
+    for column, names in enumerate(({*PRIORS, *CODE_PRIORS}, vectors, GUIDES, LOSSES)):
+        assert {row[column] for row in SPREAD} == set(names)
 
 
 def test_part_arguments_reach_the_parts(tmp_path, tiny_npz):

@@ -1,9 +1,9 @@
-"""``pyrovae <command> --help`` says what it said at 4f9623b, byte for byte.
+"""``pyrovae <command> --help`` says what the files on record say, byte for byte.
 
-The layout of the package changed under the command line, not the command line: the
-help of every command is compared with what commit 4f9623b printed
-(``tests/fixtures/help_4f9623b``, at a terminal 100 columns wide). A deliberate change
-of a flag updates that file in the same commit.
+The help of every command is compared with ``tests/fixtures/help`` (at a terminal 100
+columns wide), first written at commit 4f9623b, before the package's layout changed
+under the command line: a change of layout leaves it alone, and a deliberate change of
+a flag updates that file in the same commit (``git log tests/fixtures/help`` lists them).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 
 from pyrovae.cli import COMMANDS, build_parser
 
-GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "help_4f9623b"
+GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "help"
 
 
 @pytest.mark.parametrize("command", ["", *COMMANDS])

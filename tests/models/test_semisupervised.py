@@ -142,6 +142,10 @@ def test_every_part_runs_in_m2_or_says_why_not(prior, likelihood, guide):
         with pytest.raises(PyrovaeError, match="brings its own prior"):
             _m2(**parts)
         return
+    if LIKELIHOODS[likelihood].models_sequences:  # its classifier reads vectors
+        with pytest.raises(PyrovaeError, match="networks do not take"):
+            _m2(**parts, net="gru", vocab_size=7)
+        return
     if PRIORS[prior].reads_encoder:
         with pytest.raises(PyrovaeError, match="VampPrior"):
             _m2(**parts)

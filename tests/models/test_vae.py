@@ -80,8 +80,15 @@ def test_model_generates_without_data():
 )
 def test_every_combination_builds_by_name_and_runs(prior, likelihood, guide):
     parts = {"prior": prior, "likelihood": likelihood, "posterior": guide}
-    if GUIDES[guide].brings_prior and prior != "standard":
-        with pytest.raises(PyrovaeError, match="brings its own prior"):
+    if LIKELIHOODS[likelihood].models_sequences:
+        parts.update(net="gru", vocab_size=7)
+    refusal = (
+        "brings its own prior" if GUIDES[guide].brings_prior and prior != "standard" else None
+    )
+    if parts.get("net") == "gru":
+        refusal = refusal or _sequence_refusal(prior, None)
+    if refusal:
+        with pytest.raises(PyrovaeError, match=refusal):
             VAE(x_dim=16, z_dim=3, hidden=(8,), **parts)
         return
     vae = VAE(x_dim=16, z_dim=3, hidden=(8,), **parts)
@@ -122,6 +129,10 @@ def test_every_combination_runs_conditional_and_hierarchical_or_says_why_not(
     settings = {"x_dim": 16, "z_dim": 3, "hidden": (8,), **STRUCTURES[structure]}
     parts = {"prior": prior, "likelihood": likelihood, "posterior": guide}
     refusal = _refusal(prior, guide, structure)
+    if LIKELIHOODS[likelihood].models_sequences:
+        settings.update(net="gru", vocab_size=7)
+        vq_refusal = refusal if GUIDES[guide].brings_prior else None  # the prior, first
+        refusal = vq_refusal or _sequence_refusal(prior, structure) or refusal
     if refusal:
         with pytest.raises(PyrovaeError, match=refusal):
             VAE(**settings, **parts)
@@ -134,6 +145,13 @@ def test_every_combination_runs_conditional_and_hierarchical_or_says_why_not(
     lw = trace_log_weights(vae.model, vae.guide, *data, num_particles=3)
     assert lw.log_weight.shape == (3, 4) and torch.isfinite(lw.log_weight).all()
     assert vae.sample(4).shape == (4, 16)
+
+
+def _sequence_refusal(prior: str, structure: str | None) -> str | None:
+    """What a VAE of token sequences says of parts that read vectors (None: fine)."""
+    if structure == "conditional":  # the label is appended to the encoder's input
+        return "networks do not take"
+    return "pseudo-inputs" if PRIORS[prior].reads_encoder else None
 
 
 def test_parts_can_be_passed_as_modules():
@@ -384,7 +402,7 @@ def test_ais_refuses_a_vq_vae_in_one_line():
     ("kwargs", "match"),
     [
         ({"prior": "mog"}, "brings its own prior"),
-        ({"prior_kwargs": {"num_components": 3}}, "brings its own prior"),
+        ({"prior_kwargs": {"num_components": 3}}, "codebook prior takes no prior_kwargs"),
         ({"z_dim": (4, 2)}, "hierarchical"),
     ],
 )
@@ -392,3 +410,30 @@ def test_vq_refuses_what_does_not_apply(kwargs, match):
     settings = {"x_dim": 6, "z_dim": 4, "hidden": (8,), "posterior": "vq", **kwargs}
     with pytest.raises(PyrovaeError, match=match):
         VAE(**settings)
+
+
+def test_the_code_priors_need_the_vq_guide():
+    with pytest.raises(PyrovaeError, match="codes of a vector-quantised latent: use it with"):
+        VAE(x_dim=6, z_dim=4, hidden=(8,), prior="autoregressive")
+
+
+def test_a_vq_vae_with_the_learned_code_prior_trains_and_samples_codes():
+    torch.manual_seed(0)
+    x = _binary(64, 12)
+    vae = VAE(
+        x_dim=12,
+        z_dim=4,
+        hidden=(8,),
+        posterior="vq",
+        prior="autoregressive",
+        posterior_kwargs={"codes": 5, "code_dim": 2},
+    )
+    assert vae.config["prior"] == "autoregressive"
+    before = [p.detach().clone() for p in vae.prior.parameters()]
+    pyrovae.fit(vae, x, epochs=2, batch_size=16, progress=False, binarize="none")
+    moved = [not torch.equal(a, b) for a, b in zip(before, vae.prior.parameters(), strict=True)]
+    assert any(moved)  # the code prior is trained with the rest, through log p(z)
+    again = VAE(**{k: v for k, v in vae.config.items() if k != "variant"})
+    again.load_state_dict(vae.state_dict())
+    z = vae.prior().sample((3,))
+    assert torch.allclose(again.prior().log_prob(z), vae.prior().log_prob(z))

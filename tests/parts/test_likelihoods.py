@@ -8,11 +8,15 @@ from pyrovae.errors import PyrovaeError
 from pyrovae.parts.likelihoods import LIKELIHOODS
 
 D = 12
+#: What a likelihood of token sequences is built with besides x_dim (the VAE passes the
+#: vocabulary's size).
+SEQUENCES = {"vocab_size": 7, "hidden_size": 8}
 
 
 def _likelihood(name, x_dim=D, seed=0):
     torch.manual_seed(seed)
-    likelihood = LIKELIHOODS[name](x_dim)
+    cls = LIKELIHOODS[name]
+    likelihood = cls(x_dim, **SEQUENCES) if cls.models_sequences else cls(x_dim)
     with torch.no_grad():
         for p in likelihood.parameters():
             p.add_(0.1 * torch.randn_like(p))
@@ -49,6 +53,9 @@ def test_broadcasts_observations_over_particles(likelihood):
 
 
 def test_param_dim_is_a_multiple_of_x_dim(likelihood):
+    if likelihood.models_sequences:  # a context for the whole sequence, of hidden_size
+        assert likelihood.param_dim == SEQUENCES["hidden_size"]
+        return
     assert likelihood.param_dim % D == 0 and likelihood.param_dim >= D
 
 
@@ -96,8 +103,24 @@ SUPPORT = {
 }
 
 
+def _every_sequence(vocab: int, length: int) -> torch.Tensor:
+    """All sequences of at most length - 1 ordinary tokens, each ended by EOS (2)."""
+    rows = [[2] + [0] * (length - 1)]
+    for n in range(1, length):
+        for body in torch.cartesian_prod(*[torch.arange(4, vocab)] * n).reshape(-1, n):
+            rows.append(body.tolist() + [2] + [0] * (length - n - 1))
+    return torch.tensor(rows)
+
+
 @pytest.mark.parametrize("name", sorted(LIKELIHOODS))
 def test_is_normalised(name):
+    if LIKELIHOODS[name].models_sequences:  # a mass function over whole sequences
+        likelihood = _likelihood(name, x_dim=4)
+        x = _every_sequence(SEQUENCES["vocab_size"], 4)
+        with torch.no_grad():
+            px = likelihood(torch.randn(likelihood.param_dim)).expand([len(x)])
+            assert float(px.log_prob(x).exp().sum()) == pytest.approx(1.0, abs=1e-5)
+        return
     likelihood = _likelihood(name, x_dim=1).double()
     points, weight = SUPPORT[name]
     params = torch.randn(likelihood.param_dim, dtype=torch.float64)
@@ -161,6 +184,10 @@ def test_every_likelihood_gives_per_pixel_log_densities(likelihood):
 
     px = likelihood(torch.randn(5, likelihood.param_dim))
     x = px.sample()
+    if likelihood.models_sequences:  # p(x_t | x_<t): conditionals, not per-entry densities
+        with pytest.raises(PyrovaeError, match="factorises over entries"):
+            pixel_log_prob(px, x)
+        return
     per_pixel = pixel_log_prob(px, x)
     assert per_pixel.shape == (5, D)
     assert torch.allclose(per_pixel.sum(-1), px.log_prob(x), atol=1e-4)

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from pyrovae.errors import PyrovaeError
 from pyrovae.parts.guides import GUIDES
 from pyrovae.parts.priors import PRIORS
 
@@ -110,3 +111,44 @@ def test_vamp_prior_is_the_mean_of_the_encoder_posteriors():
     q = harness.family(harness.encoder(prior.pseudo_inputs.clamp(0, 1)))
     expected = q.log_prob(z[:, None]).logsumexp(-1) - math.log(prior.num_components)
     assert torch.allclose(prior().log_prob(z), expected, atol=1e-5)
+
+
+# ------------------------------------------------ the learned prior over VQ codes
+def _code_prior(codes: int = 3, num_codes: int = 2, code_dim: int = 2):
+
+    torch.manual_seed(0)
+    family = GUIDES["vq"](num_codes * code_dim, codes=codes, code_dim=code_dim)
+    return family, family.implied_prior("autoregressive", hidden_size=8, embedding_dim=4)
+
+
+def test_the_code_prior_sums_to_one_over_every_choice_of_codes():
+    import itertools
+
+    family, prior = _code_prior()
+    rows = family.codebook.detach()
+    every = torch.stack(
+        [torch.cat([rows[i], rows[j]]) for i, j in itertools.product(range(3), repeat=2)]
+    )
+    with torch.no_grad():
+        total = prior().expand([len(every)]).log_prob(every).exp().sum()
+    assert float(total) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_the_code_prior_draws_codebook_rows_and_scores_them():
+    family, prior = _code_prior()
+    z = prior().sample((50,))
+    rows = family.codebook.detach()
+    assert z.shape == (50, 4)
+    for half in (z[:, :2], z[:, 2:]):
+        assert bool(((half[:, None, :] - rows[None]).abs().sum(-1) == 0).any(-1).all())
+    assert torch.isfinite(prior().log_prob(z)).all()
+    assert prior().log_prob(z).shape == (50,)
+
+
+def test_the_vq_guide_names_its_code_priors():
+
+    family = GUIDES["vq"](4, codes=3, code_dim=2)
+    assert family.implied_prior().name == "codebook"
+    assert family.implied_prior("autoregressive").name == "autoregressive"
+    with pytest.raises(PyrovaeError, match="unknown prior of the vq guide 'mog'"):
+        family.implied_prior("mog")

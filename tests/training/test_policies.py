@@ -106,13 +106,32 @@ def test_an_error_closes_but_does_not_finish():
 
 def test_kl_warmup_rises_step_by_step_to_beta():
     weight, loop = LatentScale(0.0), FakeLoop()
-    warmup = P.KLWarmup(weight, beta=0.5, warmup_steps=4)
+    warmup = P.KLWarmup(weight, beta=0.5, ramp=P.linear_ramp(4))
     seen = []
     for _ in range(6):
         warmup.before_step(loop)
         seen.append(weight.scale)
         loop.take()
     assert seen == pytest.approx([0.125, 0.25, 0.375, 0.5, 0.5, 0.5])
+
+
+def test_cyclical_schedule_restarts_each_cycle_and_holds_in_its_second_half():
+    ramp = P.cyclical_ramp(total_steps=16, cycles=2)  # cycles of 8 steps, ramps of 4
+    seen = [ramp(step) for step in range(16)]
+    one_cycle = [0.25, 0.5, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0]
+    assert seen == pytest.approx(one_cycle * 2)
+    weight, loop = LatentScale(0.0), FakeLoop()
+    policy = P.KLWarmup(weight, beta=2.0, ramp=ramp)
+    for step in range(9):
+        policy.before_step(loop)
+        assert weight.scale == pytest.approx(2.0 * one_cycle[step % 8])
+        loop.take()
+
+
+def test_no_ramp_leaves_the_weight_at_beta():
+    weight, loop = LatentScale(0.7), FakeLoop()
+    P.KLWarmup(weight, beta=0.7, ramp=P.linear_ramp(0)).before_step(loop)
+    assert weight.scale == 0.7
 
 
 def test_nan_guard_checks_every_n_steps_and_before_every_hand_over():
