@@ -8,7 +8,9 @@ input token, and emits a softmax over the tokens with PAD, BOS and UNK never emi
 only EOS at the last position. Token ids: PAD 0, BOS 1, EOS 2, UNK 3.
 
 The loss is the negative ELBO with the KL term estimated at the sampled z, as Pyro's
-``Trace_ELBO`` does, summed over the minibatch.
+``Trace_ELBO`` does, summed over the minibatch; with free bits, as pyrovae's
+``FreeBits_ELBO`` does, the KL term is the larger of the threshold and its minibatch
+mean.
 """
 
 from __future__ import annotations
@@ -87,13 +89,17 @@ class PlainSequenceVAE(nn.Module):
         token = logits.log_softmax(-1).gather(-1, x[..., None]).squeeze(-1)
         return token.masked_fill(padding(x), 0.0).sum(-1)
 
-    def loss(self, x: torch.Tensor, kl_weight: float = 1.0) -> torch.Tensor:
-        """The negative ELBO summed over the minibatch (KL at the sampled z)."""
+    def loss(self, x: torch.Tensor, kl_weight: float = 1.0, free_bits: float = 0.0):
+        """The negative ELBO summed over the minibatch (KL at the sampled z); with free
+        bits, the KL term is max(free_bits, its minibatch mean) per datapoint."""
         loc, scale = self.encode(x)
         z = loc + scale * torch.randn_like(loc)
         log_q = torch.distributions.Normal(loc, scale).log_prob(z).sum(-1)
         log_p = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
-        return -(self.log_px(x, z) - kl_weight * (log_q - log_p)).sum()
+        kl = log_q - log_p
+        if free_bits:
+            kl = kl.mean().clamp(min=free_bits).expand_as(kl)
+        return -(self.log_px(x, z) - kl_weight * kl).sum()
 
     @torch.no_grad()
     def log_marginal(self, x: torch.Tensor, k: int) -> torch.Tensor:

@@ -15,11 +15,12 @@ For each the script prints
   property distances; RDKit), at temperature 1 and at ``--temperature``.
 
 Two budgets: ``--epochs E`` trains both for the same number of steps (the step-time
-ratio); ``--seconds S`` trains pyrovae for E epochs and plain PyTorch for as long as
-pyrovae took (the quality at equal time).
+ratio); ``--cli`` runs ``pyrovae train --dataset DATASET`` with every default (the
+command a user types, timed start to end) and trains plain PyTorch with the same
+settings for as long as pyrovae's training loop took (the quality at equal time).
 
     python benchmarks/sequences.py --epochs 1 --limit 6400             # step time
-    python benchmarks/sequences.py --epochs 5 --same-time --out results/sequences.json
+    python benchmarks/sequences.py --cli --out results/sequences.json  # the defaults
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ import argparse
 import json
 import math
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -40,12 +43,41 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from plain_seq_vae import PlainSequenceVAE  # noqa: E402
 
 import pyrovae  # noqa: E402
-from pyrovae.cli.run_config import SEQUENCE_DEFAULTS, SEQUENCE_TRAINING  # noqa: E402
+from pyrovae.cli.run_config import (  # noqa: E402
+    SEQUENCE_DEFAULTS,
+    SEQUENCE_LIKELIHOOD,
+    SEQUENCE_STEPS,
+    SEQUENCE_TRAINING,
+)
+from pyrovae.inference.objectives import get_loss  # noqa: E402
 from pyrovae.use import molecules, sequences  # noqa: E402
+
+#: The likelihood's settings among the CLI's sequence defaults (its temperature).
+LIKELIHOOD = SEQUENCE_LIKELIHOOD
+
+
+def run_cli(args) -> tuple[pyrovae.VAE, float, float]:
+    """``pyrovae train --dataset DATASET`` with its defaults, timed start to end: the VAE,
+    seconds per step of its loop and the loop's seconds. ``args`` takes the run's
+    settings, so that plain PyTorch is trained with the same."""
+    out = Path(tempfile.mkdtemp()) / "run"
+    command = ["pyrovae", "train", "--dataset", args.dataset, "--out", str(out), "--no-progress"]
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", *command], check=True)
+    print(f"{' '.join(command[:4])}: {time.perf_counter() - start:.0f} s start to end")
+    config = json.loads((out / "config.json").read_text())
+    train = config["train"]
+    args.batch_size, args.lr, args.epochs = train["batch_size"], train["lr"], train["epochs"]
+    args.kl_warmup, args.free_bits = train["kl_warmup"], train["free_bits"]
+    args.word_dropout = config["model"]["likelihood_kwargs"].get("word_dropout", 0.0)
+    history = json.loads((out / "history.json").read_text())
+    steps = len(history["epoch"]) * math.ceil(config["data"]["n_train"] / args.batch_size)
+    return pyrovae.load(out).eval(), sum(history["seconds"]) / steps, sum(history["seconds"])
 
 
 def train_pyrovae(data, args) -> tuple[pyrovae.VAE, float, float]:
-    """pyrovae's VAE with the CLI's sequence defaults; seconds per step, and in all."""
+    """pyrovae's VAE with the CLI's sequence networks, trained by ``fit`` for
+    ``args.epochs``: seconds per step of its loop, and the loop's seconds."""
     pyro.clear_param_store()
     torch.manual_seed(args.seed)
     x = data.train[: args.limit]
@@ -56,24 +88,23 @@ def train_pyrovae(data, args) -> tuple[pyrovae.VAE, float, float]:
         net=SEQUENCE_DEFAULTS["net"],
         likelihood=SEQUENCE_DEFAULTS["likelihood"],
         vocab_size=data.vocabulary.size,
-        likelihood_kwargs={"word_dropout": args.word_dropout},
+        likelihood_kwargs={**LIKELIHOOD, "word_dropout": args.word_dropout},
     )
-    start = time.perf_counter()
     history = pyrovae.fit(
         vae,
         x,
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
+        loss=get_loss("trace", free_bits=args.free_bits),
         binarize="none",
-        kl_warmup=SEQUENCE_TRAINING["kl_warmup"],
+        kl_warmup=args.kl_warmup,
         precision=args.precision,
         seed=args.seed,
         progress=False,
     )
-    seconds = time.perf_counter() - start
     steps = len(history["epoch"]) * math.ceil(len(x) / args.batch_size)
-    return vae.eval(), sum(history["seconds"]) / steps, seconds
+    return vae.eval(), sum(history["seconds"]) / steps, sum(history["seconds"])
 
 
 def train_plain(data, args, seconds: float | None) -> tuple[PlainSequenceVAE, float, int]:
@@ -89,7 +120,7 @@ def train_plain(data, args, seconds: float | None) -> tuple[PlainSequenceVAE, fl
     )
     optim = torch.optim.Adam(model.parameters(), lr=args.lr)
     per_epoch = math.ceil(len(x) / args.batch_size)
-    warmup = SEQUENCE_TRAINING["kl_warmup"] * per_epoch
+    warmup = args.kl_warmup * per_epoch
     times, step, start = [], 0, time.perf_counter()
     while True:
         order = torch.randperm(len(x))
@@ -97,7 +128,7 @@ def train_plain(data, args, seconds: float | None) -> tuple[PlainSequenceVAE, fl
             t0 = time.perf_counter()
             weight = min(1.0, (step + 1) / warmup) if warmup else 1.0
             batch = x[order[i * args.batch_size : (i + 1) * args.batch_size]]
-            loss = model.loss(batch, weight)
+            loss = model.loss(batch, weight, args.free_bits)
             optim.zero_grad()
             loss.backward()
             optim.step()
@@ -178,36 +209,46 @@ def show(name: str, per_step: float, figures: dict, temperature: float) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--dataset", default="moses-sample")
-    p.add_argument("--epochs", type=int, default=SEQUENCE_TRAINING["epochs"])
+    p.add_argument("--cli", action="store_true", help="pyrovae train with its defaults")
+    p.add_argument("--epochs", type=int, default=1, help=f"(--cli: {SEQUENCE_STEPS} steps)")
     p.add_argument("--limit", type=int, default=None, help="training molecules (default all)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--word-dropout", type=float, default=0.0)
+    p.add_argument("--kl-warmup", type=float, default=SEQUENCE_TRAINING["kl_warmup"])
+    p.add_argument("--free-bits", type=float, default=SEQUENCE_TRAINING["free_bits"])
+    p.add_argument("--word-dropout", type=float, default=LIKELIHOOD.get("word_dropout", 0.0))
     p.add_argument("--precision", default="auto", help="pyrovae's (plain PyTorch: float32)")
-    p.add_argument("--same-time", action="store_true", help="plain PyTorch for pyrovae's time")
     p.add_argument("--heldout", type=int, default=1000, help="held-out molecules scored")
     p.add_argument("--num-samples", type=int, default=100, help="IS samples K")
     p.add_argument("--samples", type=int, default=2000, help="prior samples for MOSES metrics")
-    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=LIKELIHOOD.get("temperature", 0.7),
+        help="samples are scored at temperature 1 and at this one",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="also write the figures to this .json")
     args = p.parse_args()
     data = pyrovae.load_dataset(args.dataset)
-    vae, ours_times, seconds = train_pyrovae(data, args)
+    if args.cli:
+        vae, ours_step, seconds = run_cli(args)
+    else:
+        vae, ours_step, seconds = train_pyrovae(data, args)
     ours = pyrovae_figures(vae, data, args)
-    show("pyrovae", ours_times, ours, args.temperature)
-    plain, plain_times, steps = train_plain(data, args, seconds if args.same_time else None)
+    show("pyrovae", ours_step, ours, args.temperature)
+    plain, plain_step, steps = train_plain(data, args, seconds if args.cli else None)
     theirs = plain_figures(plain, data, args)
-    show("plain PyTorch", plain_times, theirs, args.temperature)
-    ratio = ours_times / plain_times
+    show("plain PyTorch", plain_step, theirs, args.temperature)
+    ratio = ours_step / plain_step
     print(f"time per step, pyrovae / plain PyTorch: {ratio:.3f}")
-    print(f"pyrovae trained {seconds:.0f} s; plain PyTorch {steps} steps")
+    print(f"pyrovae's loop: {seconds:.0f} s; plain PyTorch: {steps} steps in the same time")
     if args.out:
         meta = {"machine": platform.processor() or platform.machine(), "argv": sys.argv[1:]}
         result = {
-            "settings": meta,
-            "pyrovae": {**ours, "ms_per_step": 1000 * ours_times, "seconds": seconds},
-            "plain": {**theirs, "ms_per_step": 1000 * plain_times, "steps": steps},
+            "settings": {**meta, **vars(args)},
+            "pyrovae": {**ours, "ms_per_step": 1000 * ours_step, "loop_seconds": seconds},
+            "plain": {**theirs, "ms_per_step": 1000 * plain_step, "steps": steps},
             "step_ratio": ratio,
         }
         Path(args.out).write_text(json.dumps(result, indent=2))

@@ -31,6 +31,21 @@ TINY = {
         "--ais-images",
         "5",
     ],
+    "smiles_vae.py": [
+        "--epochs",
+        "1",
+        "--limit",
+        "300",
+        "--hidden",
+        "32",
+        "--num-samples",
+        "5",
+        "--samples",
+        "50",
+        "--heldout",
+        "50",
+    ],
+    "text_vae.py": ["--epochs", "1", "--limit", "300", "--num-samples", "5", "--hidden", "32"],
 }
 
 
@@ -50,6 +65,8 @@ EXPECTED = {
     "semi_supervised_vae.py": "sum rule",
     "count_model.py": "log p(x | c)",
     "missing_data.py": "IterativeImputer",
+    "smiles_vae.py": "validity",
+    "text_vae.py": "perplexity",
 }
 
 

@@ -9,8 +9,9 @@ import numpy as np
 from pyrovae.cli.common import _add_run_data, _load_run, _positive_int
 from pyrovae.errors import PyrovaeError
 
-#: The properties ``--property`` offers (those of pyrovae.use.molecules, without RDKit).
-PROPERTY_NAMES = ("logp", "penalized-logp", "qed", "sa", "weight")
+#: The properties ``--property`` offers: those of pyrovae.use.molecules that are better
+#: higher (SA, synthetic difficulty, and molecular weight are not).
+PROPERTY_NAMES = ("logp", "penalized-logp", "qed")
 
 
 def _add_design(p: argparse.ArgumentParser) -> None:
@@ -19,7 +20,8 @@ def _add_design(p: argparse.ArgumentParser) -> None:
         "--property",
         choices=PROPERTY_NAMES,
         default="qed",
-        help="the property to maximise, computed by RDKit (default qed)",
+        help="the property to maximise, computed by RDKit (default qed; logp: Crippen's "
+        "logP; penalized-logp: logP - SA - rings over 6 atoms)",
     )
     p.add_argument("--n", type=_positive_int, default=100, help="molecules to write (100)")
     p.add_argument(

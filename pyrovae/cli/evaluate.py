@@ -247,16 +247,19 @@ def _sequence_metrics(vae, x, config: dict, data, nll: float, args) -> dict:
         f"NLL per token {metrics['test_nll_per_token']:.4f} nats, perplexity "
         f"{metrics['test_perplexity']:.3f} ({sequences.token_count(x)} tokens, EOS included)"
     )
+    import importlib.util
+
     smiles = vocabulary.tokenizer == "smiles"
-    if smiles:
+    chemistry = smiles and importlib.util.find_spec("rdkit") is not None
+    if chemistry:
         from pyrovae.use.molecules import canonical
-    same = canonical if smiles else None
+    same = canonical if chemistry else None
     metrics["reconstruction_accuracy"] = sequences.reconstruction_accuracy(
         vae, x, vocabulary, same
     )
     print(
         f"reconstruction accuracy {metrics['reconstruction_accuracy']:.4f} (greedy decode of "
-        f"the posterior mean equals the input{', canonical SMILES' if smiles else ''})"
+        f"the posterior mean equals the input{', canonical SMILES' if chemistry else ''})"
     )
     if smiles and args.molecules:
         metrics.update(_molecule_metrics(vae, vocabulary, x, data, args.molecules))

@@ -113,14 +113,16 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     model.add_argument(
         "--z-dim",
         type=_sizes,
-        help="latent size (default 50; 10 with --clusters); several sizes, e.g. 32,16, "
+        help="latent size (default 50; 10 with --clusters; 64 for sequences); several "
+        "sizes, e.g. 32,16, "
         "for a hierarchical VAE with one stochastic layer each, z1 (next to x) first: "
         "p(z2) p(z1|z2) p(x|z1), q(z1|x) q(z2|z1) (Burda et al. 2016)",
     )
     model.add_argument(
         "--hidden",
         type=_sizes,
-        help="hidden sizes, e.g. 512,256 (default 400; 500,500,2000 with --clusters)",
+        help="hidden sizes, e.g. 512,256 (default 400; 500,500,2000 with --clusters); for "
+        "sequences, the one size of the GRUs (default 128)",
     )
     model.add_argument(
         "--prior",
@@ -259,8 +261,19 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         help=f"default 20 (40 with --clusters; sequences: as many as make {SEQUENCE_STEPS:,} "
         "optimiser steps); with --resume, the new total (default: the run's own)",
     )
-    train.add_argument("--batch-size", type=_positive_int, default=128, help="default 128")
-    train.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam step (default 1e-3)")
+    seq = SEQUENCE_TRAINING
+    train.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=None,
+        help=f"default 128 ({seq['batch_size']} for sequences)",
+    )
+    train.add_argument(
+        "--lr",
+        type=_positive_float,
+        default=None,
+        help=f"Adam step (default 1e-3; {seq['lr']:g} for sequences)",
+    )
     train.add_argument("--seed", type=int, default=0, help="default 0")
     train.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
     train.add_argument(
@@ -269,8 +282,9 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="auto (default): bfloat16 where the device multiplies it natively (CUDA with "
         "compute capability 8+, CPUs with avx512_bf16 or AMX), else float32, and float32 "
-        "for --model; bfloat16: networks in bfloat16, every density and the loss in "
-        "float32. The choice made is recorded in config.json and kept on --resume",
+        "for --model and for sequences; bfloat16: networks in bfloat16, every density and "
+        "the loss in float32. The choice made is recorded in config.json and kept on "
+        "--resume",
     )
     train.add_argument(
         "--amp",
@@ -404,7 +418,6 @@ def _fit(run, train, batch_size, folder, resume, log_scalars, args, rank: int) -
 
     config = folder.config
     train_cfg, data = config["train"], run.data
-    use = config["data"]["labels"]  # the labels as the programs' input, if at all
 
     def tensorboard(state) -> None:
         if log_scalars is not None and state.end_of_epoch:
@@ -422,7 +435,7 @@ def _fit(run, train, batch_size, folder, resume, log_scalars, args, rank: int) -
             device=args.device,
             seed=train_cfg["seed"],
             progress=not args.no_progress,
-            validation=with_labels(data.test, getattr(data, "test_labels", None), use),
+            validation=_validation(data, config, with_labels),
             callback=tensorboard,
             beta=train_cfg["beta"],
             kl_warmup=train_cfg["kl_warmup"],
@@ -463,6 +476,20 @@ def _finish(folder: Any, run: Any, history: dict, args: argparse.Namespace) -> N
     folder.close()  # the lock goes before the listing
     written = ", ".join(sorted(p.name for p in out.iterdir() if p.is_file()))
     print(f"wrote {out}/ ({written})")
+
+
+def _validation(data, config: dict[str, Any], with_labels) -> Any:
+    """The held-out data whose ELBO each epoch records: all of them; for sequences, the
+    first SEQUENCE_VALIDATION (the validation ELBO is a curve to watch, and
+    ``evaluate`` scores every held-out sequence)."""
+    from pyrovae.cli.run_config import SEQUENCE_VALIDATION
+
+    labels = getattr(data, "test_labels", None)
+    test = data.test
+    if config["data"].get("vocabulary") is not None:
+        test = test[:SEQUENCE_VALIDATION]
+        labels = labels[:SEQUENCE_VALIDATION] if labels is not None else None
+    return with_labels(test, labels, config["data"]["labels"])
 
 
 def _budget(config: dict[str, Any]) -> None:
@@ -532,7 +559,10 @@ def _figures(vae, data, out: Path, seed: int, binarization) -> None:
     from pyrovae.use import plots
 
     if data.image_shape is None:
-        print("no figures: the data are not images (no image_shape)", file=sys.stderr)
+        print(
+            "no image figures (the data are not images); report.html shows the run",
+            file=sys.stderr,
+        )
         return
     vae.eval()
     x = binarization.heldout(data.test[:16], seed)

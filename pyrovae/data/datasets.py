@@ -84,6 +84,8 @@ class DataSplit:
     vocabulary
         For sequences, the token ids (built from the training split, or given); a run
         stores it to encode data the same way when it is reloaded.
+    column
+        The ``.csv`` column the sequences were read from, if any.
     """
 
     train: torch.Tensor
@@ -95,6 +97,7 @@ class DataSplit:
     data_dir: str | None = None
     test_fraction: float = TEST_FRACTION
     vocabulary: Vocabulary | None = None
+    column: str | None = None
 
     @property
     def x_dim(self) -> int:
@@ -439,8 +442,28 @@ def load_dataset(
     options = {"tokenizer": tokenizer, "vocabulary": vocabulary, "column": column}
     loaded = _load(dataset, data_dir, allow_nan, test_fraction, options)
     return dataclasses.replace(
-        loaded, name=dataset, data_dir=data_dir, test_fraction=float(test_fraction)
+        loaded,
+        name=dataset,
+        data_dir=data_dir,
+        test_fraction=float(test_fraction),
+        column=column,
     )
+
+
+def fit_length(split: DataSplit, length: int) -> DataSplit:
+    """Sequences padded to ``length`` positions, a model's (a run evaluated on another
+    file than the one it trained on); a one-line error for a longer one."""
+    parts = {}
+    for name in ("train", "test"):
+        x = getattr(split, name)
+        needed = int((x != 0).sum(-1).max()) if x.numel() else 0
+        if needed > length:
+            raise PyrovaeError(
+                f"a {name} sequence of {split.name} needs {needed} positions with its end "
+                f"token, more than the {length} the model was built for; leave it out"
+            )
+        parts[name] = torch.nn.functional.pad(x[:, :length], (0, length - min(length, x.shape[1])))
+    return dataclasses.replace(split, **parts)
 
 
 def is_sequences(dataset: str, column: str | None = None) -> bool:

@@ -6,8 +6,8 @@ replaced by its id in a :class:`Vocabulary`. A row of an encoded batch is
 common length. The four special tokens have fixed ids (:data:`PAD`, :data:`BOS`,
 :data:`EOS`, :data:`UNK`) so that a model can rely on them without reading the
 vocabulary; data never encode to ``BOS`` (a decoder's first input) nor to ``UNK`` (its
-input under word dropout), except a literal ``<unk>`` word, as Penn Treebank text writes
-its unknown words.
+input under word dropout): a literal ``<unk>`` word, as Penn Treebank text writes its
+rare words, is an error to replace by a word of your own.
 
 The vocabulary is built from the training split only, deterministically (tokens by
 decreasing frequency, then alphabetically), and stored with a run
@@ -37,8 +37,9 @@ from pyrovae.errors import Param, PyrovaeError
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 #: The names of the special tokens, at ids 0..3 of every vocabulary.
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
-#: Special tokens that data may not hold (a literal ``<unk>`` is read as ``UNK``).
-RESERVED = frozenset(SPECIALS[:3])
+#: Special tokens that data may not hold: a model never emits them (``<unk>`` included,
+#: which exists as the decoder's input under word dropout).
+RESERVED = frozenset(SPECIALS)
 
 #: The SMILES regular expression of Schwaller et al. (2019), "Molecular Transformer".
 SMILES_REGEX = (
@@ -322,8 +323,8 @@ class Vocabulary:
             line = codes.line_of(int(missing[0])) + 1
             if token in RESERVED:
                 raise PyrovaeError(
-                    f"{where} {line} holds {token!r}, the name of a special token; "
-                    "remove it from the data"
+                    f"{where} {line} holds {token!r}, the name of a special token that a "
+                    "model never emits; replace it in the data by a word of your own"
                 )
             raise PyrovaeError(
                 f"{where} {line} holds the token {token!r}, which is not in the vocabulary"

@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pyrovae.data.sequences import EOS, PAD
+from pyrovae.data.sequences import BOS, EOS, PAD, UNK
 from pyrovae.errors import Param, PyrovaeError
 from pyrovae.parts.autoregressive import Autoregressive, RecurrentCore, after_end
 from pyrovae.parts.distributions import (
@@ -533,12 +533,14 @@ def check_sequences(x: torch.Tensor, vocab_size: int) -> None:
             f"{_range(x)}; encode the data with the run's vocabulary"
         )
     ended = (tokens == EOS).any(-1)
-    padded_early = ((tokens == PAD) & ~after_end(tokens)).any(-1)
+    never = (tokens == PAD) | (tokens == BOS) | (tokens == UNK)  # never emitted
+    padded_early = (never & ~after_end(tokens)).any(-1)
     if not bool(ended.all()) or bool(padded_early.any()):
         row = int((~ended | padded_early).nonzero()[0, 0])
         raise PyrovaeError(
-            f"sequence {row} is not one sequence ended by EOS and padded after it; "
-            "encode the data with pyrovae.data.sequences.Vocabulary.encode"
+            f"sequence {row} is not one sequence ended by EOS and padded after it, with "
+            "no special token before its end; encode the data with "
+            "pyrovae.data.sequences.Vocabulary.encode"
         )
 
 

@@ -294,6 +294,11 @@ def build_gru(
             ".txt, or a CSV column of strings) or use ",
             Param("net", "mlp"),
         )
+    if len(hidden) != 1:
+        raise PyrovaeError(
+            "the gru networks take one size, that of their GRUs; got ",
+            Param("hidden", tuple(hidden)),
+        )
     encoder = GRUEncoder(vocab_size, encoder_out, int(hidden[0]))
     decoder = MLP(z_dim, decoder_out, (), activation)
     return encoder, decoder

@@ -28,7 +28,7 @@ from torch import nn
 from pyrovae._util import lookup
 from pyrovae.data.batches import Batch
 from pyrovae.data.binarization import Binarization, get_binarization
-from pyrovae.data.datasets import DataSplit, load_dataset
+from pyrovae.data.datasets import DataSplit, fit_length, load_dataset
 from pyrovae.data.labels import num_classes
 from pyrovae.data.masks import as_masked
 from pyrovae.data.named_arrays import NamedArrays, load_named_arrays
@@ -139,6 +139,8 @@ class VAEKind(ModelKind):
         )
         if loaded.vocabulary is not None and data_cfg["vocabulary"] is None:
             data_cfg["vocabulary"] = loaded.vocabulary.to_config()  # a new run's, kept
+        elif loaded.vocabulary is not None and "x_dim" in config["model"]:
+            loaded = fit_length(loaded, config["model"]["x_dim"])  # the model's length
         return standardize_dataset(loaded, data_cfg)
 
     def heldout_batch(self, config: dict[str, Any], data: Data) -> Batch:

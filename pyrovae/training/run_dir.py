@@ -20,7 +20,7 @@ from pyro.infer import ELBO
 
 from pyrovae._version import __version__
 from pyrovae.data.batches import Batch
-from pyrovae.data.datasets import DataSplit
+from pyrovae.data.datasets import DATASETS, DataSplit
 from pyrovae.data.devices import resolve_device
 from pyrovae.data.labels import with_labels
 from pyrovae.errors import Param, PyrovaeError
@@ -111,7 +111,8 @@ def _model_config(contract: Contract) -> dict[str, Any]:
 
 def _data_config(contract: Contract, split: DataSplit | None, settings: Settings) -> dict:
     """The dataset by name (``load_dataset``'s), or none: the folder keeps held-out data."""
-    named = split is not None
+    named = split is not None and _loadable(split.name)
+    vocabulary = split.vocabulary if named else None
     return {
         "dataset": split.name if named else None,
         "data_dir": split.data_dir if named else None,
@@ -120,9 +121,17 @@ def _data_config(contract: Contract, split: DataSplit | None, settings: Settings
         "standardize": False,
         "standardizer": None,
         "labels": _label_use(contract) if named else None,
+        "tokenizer": vocabulary.tokenizer if vocabulary is not None else None,
+        "column": split.column if named else None,
+        "vocabulary": vocabulary.to_config() if vocabulary is not None else None,
         "n_train": len(Batch.of(split.train)) if named else None,
         "n_test": len(Batch.of(split.test)) if named else None,
     }
+
+
+def _loadable(name: str) -> bool:
+    """Whether ``load_dataset`` reads the dataset ``name`` again: a name, or a file."""
+    return name in DATASETS or Path(name).is_file()
 
 
 def _train_config(contract: Contract, settings: Settings) -> dict:

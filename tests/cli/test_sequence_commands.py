@@ -135,3 +135,16 @@ def test_a_text_file_trains_samples_and_interpolates(tmp_path):
     paths = tmp_path / "paths.txt"
     assert main(["interpolate", str(run), "--out", str(paths), "--pairs", "1"]) == 0
     assert main(["design", str(run), "--out", str(tmp_path / "d.smi")]) != 0
+
+
+def test_another_file_is_padded_to_the_run_s_length(smiles_run, tmp_path, capsys):
+    short = tmp_path / "short.smi"
+    short.write_text("CCO\nCCN\nCCC\nCO\nCC\n")
+    argv = ["evaluate", str(smiles_run), "--dataset", str(short), "--num-samples", "2"]
+    assert main([*argv, "--molecules", "0"]) == 0
+    long = tmp_path / "long.smi"
+    long.write_text("C" * 200 + "\nCCO\nCCN\nCCC\nCO\n")
+    capsys.readouterr()
+    argv = ["evaluate", str(smiles_run), "--dataset", str(long), "--num-samples", "2"]
+    assert main([*argv, "--molecules", "0"]) != 0
+    assert "more than the" in capsys.readouterr().err
