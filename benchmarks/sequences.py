@@ -11,8 +11,9 @@ For each the script prints
 * the held-out NLL per molecule by importance sampling with K samples, and the KL of
   q(z|x) from the prior with the number of active latent units (variance of the
   posterior mean over the data above 0.01);
-* the MOSES metrics of prior samples (validity, uniqueness, novelty, internal diversity,
-  property distances; RDKit), at temperature 1 and at ``--temperature``.
+* the MOSES metrics of prior samples (validity, uniqueness, novelty against the
+  molecules trained on, internal diversity, property distances to the ``--heldout``
+  molecules scored; RDKit), at temperature 1 and at ``--temperature``.
 
 Two budgets: ``--epochs E`` trains both for the same number of steps (the step-time
 ratio); ``--cli`` runs ``pyrovae train --dataset DATASET`` with every default (the
@@ -160,7 +161,7 @@ def pyrovae_figures(vae, data, args) -> dict:
     for t in (1.0, args.temperature):
         torch.manual_seed(args.seed)
         texts = sequences.sample_sequences(vae, args.samples, data.vocabulary, temperature=t)
-        figures[f"T={t:g}"] = molecule_figures(texts, data)
+        figures[f"T={t:g}"] = molecule_figures(texts, data, args)
     return figures
 
 
@@ -174,15 +175,17 @@ def plain_figures(model: PlainSequenceVAE, data, args) -> dict:
     for t in (1.0, args.temperature):
         torch.manual_seed(args.seed)
         texts = data.vocabulary.decode(model.sample(args.samples, temperature=t))
-        figures[f"T={t:g}"] = molecule_figures(texts, data)
+        figures[f"T={t:g}"] = molecule_figures(texts, data, args)
     return figures
 
 
-def molecule_figures(texts: list[str], data) -> dict:
-    training = TRAINING.setdefault(
-        "set", molecules.canonical_set(data.vocabulary.decode(data.train))
-    )
-    found = molecules.molecule_metrics(texts, training, data.vocabulary.decode(data.test[:5000]))
+def molecule_figures(texts: list[str], data, args) -> dict:
+    """The MOSES metrics of ``texts``: novelty against the molecules trained on, property
+    distances to the held-out molecules scored."""
+    if "set" not in TRAINING:
+        TRAINING["set"] = molecules.canonical_set(data.vocabulary.decode(data.train[: args.limit]))
+        TRAINING["reference"] = data.vocabulary.decode(data.test[: args.heldout])
+    found = molecules.molecule_metrics(texts, TRAINING["set"], TRAINING["reference"])
     return found.as_dict()
 
 

@@ -209,24 +209,8 @@ def _add_variant_options(model: argparse._ArgumentGroup) -> None:
     )
 
 
-def _add_training_options(p: argparse.ArgumentParser) -> None:
-    from pyrovae.cli.run_config import SEQUENCE_STEPS, SEQUENCE_TRAINING
-    from pyrovae.inference.objectives import LOSSES
-    from pyrovae.inference.precision import PRECISIONS
-
-    train = p.add_argument_group("training")
-    train.add_argument(
-        "--loss",
-        **_choice(LOSSES),
-        help="objective (default trace; with --model, Pyro's TraceEnum_ELBO when the guide "
-        "enumerates, else trace)",
-    )
-    train.add_argument(
-        "--num-particles",
-        type=_positive_int,
-        default=None,
-        help="samples per datapoint in the loss (default: 1, or 5 for iwae)",
-    )
+def _add_kl_options(train: argparse._ArgumentGroup, seq: dict[str, Any]) -> None:
+    """The flags of the KL term: its weight, warm-up, cycles and free bits."""
     train.add_argument(
         "--beta", type=_nonnegative_float, default=1.0, help="weight of the KL term (default 1)"
     )
@@ -252,8 +236,29 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="NATS",
         help="free bits per latent site (trace and meanfield losses; default 0, "
-        f"{SEQUENCE_TRAINING['free_bits']:g} for sequences)",
+        f"{seq['free_bits']:g} for sequences)",
     )
+
+
+def _add_training_options(p: argparse.ArgumentParser) -> None:
+    from pyrovae.cli.run_config import SEQUENCE_STEPS, SEQUENCE_TRAINING
+    from pyrovae.inference.objectives import LOSSES
+    from pyrovae.inference.precision import PRECISIONS
+
+    train = p.add_argument_group("training")
+    train.add_argument(
+        "--loss",
+        **_choice(LOSSES),
+        help="objective (default trace; with --model, Pyro's TraceEnum_ELBO when the guide "
+        "enumerates, else trace)",
+    )
+    train.add_argument(
+        "--num-particles",
+        type=_positive_int,
+        default=None,
+        help="samples per datapoint in the loss (default: 1, or 5 for iwae)",
+    )
+    _add_kl_options(train, SEQUENCE_TRAINING)
     train.add_argument(
         "--epochs",
         type=_nonnegative_int,

@@ -13,10 +13,12 @@
     Missing entries as a mask (the masking convention), and masks that hide pixels.
 ``labels``
     How a run uses class labels; the labelled subset of semi-supervised training.
+``sequences``
+    Token sequences (SMILES, text): tokenizers, the vocabulary, sequence files.
 ``named_arrays``
     The ``.npz`` arrays of a user's own model, passed by name.
 ``devices``
     Choosing the device, and placing data on it.
 ``bundled/``
-    The bundled MNIST files (package data).
+    The bundled MNIST files and MOSES sample (package data).
 """

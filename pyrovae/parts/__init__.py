@@ -10,6 +10,9 @@
     Plain torch networks, no Pyro inside (``NETS``, ``CLASSIFIERS``, ``INITS``).
 ``layers``
     The conditional Gaussians between the stochastic layers of a hierarchical VAE.
+``autoregressive``
+    The distribution over whole token sequences that the ``autoregressive`` likelihood
+    and the VQ code prior build, and its GRU.
 ``distributions``
     The torch distributions the parts build, and the helpers they share.
 

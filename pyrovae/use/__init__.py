@@ -1,4 +1,4 @@
-"""Using a trained model: applications, diagnostics, figures, the report.
+"""Using a trained model: applications, diagnostics, figures, the report, sequences.
 
 ``applications``
     Embeddings, generation paths, anomaly scores, imputation of hidden pixels.
@@ -8,4 +8,10 @@
     Figures of a trained VAE, each a returned matplotlib ``Figure``.
 ``report``
     A run's self-contained HTML report.
+``sequences``
+    A sequence VAE's samples and reconstructions as text; NLL per token.
+``molecules``
+    The MOSES metrics of generated SMILES, molecular properties, drawings (RDKit).
+``design``
+    Molecular design: a property predictor on z and a search in the latent space.
 """
