@@ -169,7 +169,12 @@ def _interpolate_sequences(vae, vocabulary: dict, x, pairs, args: argparse.Names
         raise PyrovaeError(f"--pairs {len(pairs)} needs {2 * len(pairs)} held-out sequences")
     paths = [vocab.decode(interpolate(vae, x[a], x[b], args.steps)) for a, b in pairs]
     if Path(args.out).suffix.lower() == ".png":
-        _write_texts([t for path in paths for t in path], args.out, vocab.tokenizer, args.steps)
+        cells = [t for path in paths for t in path]
+        if vocab.tokenizer == "smiles":  # an invalid decode as a lone * atom: rows stay paths
+            from pyrovae.use.molecules import canonical
+
+            cells = [t if canonical(t) is not None else "*" for t in cells]
+        _write_texts(cells, args.out, vocab.tokenizer, args.steps)
         return
     lines = [t for path in paths for t in [*path, ""]][:-1]
     _write_texts(lines, args.out, vocab.tokenizer)

@@ -148,3 +148,13 @@ def test_another_file_is_padded_to_the_run_s_length(smiles_run, tmp_path, capsys
     argv = ["evaluate", str(smiles_run), "--dataset", str(long), "--num-samples", "2"]
     assert main([*argv, "--molecules", "0"]) != 0
     assert "more than the" in capsys.readouterr().err
+
+
+def test_interpolate_draws_each_path_on_its_own_row(smiles_run, tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "paths.png"
+    argv = ["interpolate", str(smiles_run), "--out", str(out), "--steps", "4", "--pairs", "3"]
+    assert main(argv) == 0
+    with Image.open(out) as image:  # invalid decodes kept as a * atom: 3 rows of 4
+        assert image.size == (4 * 250, 3 * 250)
