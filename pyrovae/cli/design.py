@@ -9,16 +9,14 @@ import numpy as np
 from pyrovae.cli.common import _add_run_data, _load_run, _positive_int
 from pyrovae.errors import PyrovaeError
 
-#: The properties ``--property`` offers: those of pyrovae.use.molecules that are better
-#: higher (SA, synthetic difficulty, and molecular weight are not).
-PROPERTY_NAMES = ("logp", "penalized-logp", "qed")
-
 
 def _add_design(p: argparse.ArgumentParser) -> None:
+    from pyrovae.use.molecules import DESIGNABLE  # numpy only: RDKit is imported on use
+
     _add_run_data(p)
     p.add_argument(
         "--property",
-        choices=PROPERTY_NAMES,
+        choices=DESIGNABLE,
         default="qed",
         help="the property to maximise, computed by RDKit (default qed; logp: Crippen's "
         "logP; penalized-logp: logP - SA - rings over 6 atoms)",
@@ -43,11 +41,11 @@ def _design(args: argparse.Namespace) -> None:
     path = check_output(args.out, (".smi",))
     vae, config, data, _ = _load_run(args)
     vocabulary = config["data"].get("vocabulary")
-    if vocabulary is None or vocabulary["tokenizer"] != "smiles":
+    vocab = Vocabulary.from_config(vocabulary) if vocabulary is not None else None
+    if vocab is None or not vocab.molecules:
         raise PyrovaeError(f"pyrovae design needs a run trained on SMILES; {args.run_dir} is not")
     if data is None:
         raise PyrovaeError("pyrovae design needs the run's training molecules; pass --dataset")
-    vocab = Vocabulary.from_config(vocabulary)
     found = design(
         vae,
         vocab,

@@ -249,7 +249,7 @@ def _sequence_metrics(vae, x, config: dict, data, nll: float, args) -> dict:
     )
     import importlib.util
 
-    smiles = vocabulary.tokenizer == "smiles"
+    smiles = vocabulary.molecules
     chemistry = smiles and importlib.util.find_spec("rdkit") is not None
     if chemistry:
         from pyrovae.use.molecules import canonical

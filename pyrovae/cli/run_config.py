@@ -36,10 +36,11 @@ PART_ARGUMENTS = {"prior_arg": "prior", "likelihood_arg": "likelihood", "guide_a
 VARIANT_SWITCHES = ("conditional", "labels", "classifier", "clusters", "cluster_weights")
 #: What a new run on sequences (SMILES, text) uses where the flags say nothing: a GRU
 #: encoder and an autoregressive decoder, sized and trained to fit a 15-minute budget on
-#: 2 CPU cores (measured in ``docs/howto/molecules.md``): 128 units trained for more
-#: steps beat 256 units at equal time; free bits keep z in use (warm-up alone let the
-#: posterior collapse, word dropout cost validity); float32, as bfloat16 autocast ran
-#: these GRUs 1.7 times slower on a CPU with avx512_bf16.
+#: 2 CPU cores (``docs/howto/molecules.md``: the measured defaults, and the one-off
+#: exploratory runs behind each choice): 128 units see more data than 256 in the time;
+#: free bits keep z in use (warm-up alone let the posterior collapse, word dropout cost
+#: validity); float32, as bfloat16 autocast was slower for GRUs of this size on a CPU
+#: with avx512_bf16.
 SEQUENCE_DEFAULTS: dict[str, Any] = {
     "net": "gru",
     "likelihood": "autoregressive",

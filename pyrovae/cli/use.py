@@ -101,15 +101,15 @@ def _sample_sequences(vae, vocabulary: dict, args: argparse.Namespace) -> None:
         )
     pyro.set_rng_seed(args.seed)
     texts = sample_sequences(vae, args.n, vocab, temperature=args.temperature)
-    _write_texts(texts, args.out, vocab.tokenizer)
+    _write_texts(texts, args.out, vocab)
 
 
-def _write_texts(texts: list[str], out: str, tokenizer: str, per_row: int = 8) -> None:
+def _write_texts(texts: list[str], out: str, vocab, per_row: int = 8) -> None:
     """Texts one per line (.smi, .txt), or a grid of the valid molecules among them (.png)."""
     from pyrovae.rundir.files import atomic_write, check_output
 
     if Path(out).suffix.lower() == ".png":
-        if tokenizer != "smiles":
+        if not vocab.molecules:
             raise PyrovaeError(f"--out {out}: only a run on SMILES draws its samples; use .txt")
         from pyrovae.use.molecules import draw_grid
 
@@ -170,14 +170,14 @@ def _interpolate_sequences(vae, vocabulary: dict, x, pairs, args: argparse.Names
     paths = [vocab.decode(interpolate(vae, x[a], x[b], args.steps)) for a, b in pairs]
     if Path(args.out).suffix.lower() == ".png":
         cells = [t for path in paths for t in path]
-        if vocab.tokenizer == "smiles":  # an invalid decode as a lone * atom: rows stay paths
+        if vocab.molecules:  # an invalid decode as a lone * atom: rows stay paths
             from pyrovae.use.molecules import canonical
 
             cells = [t if canonical(t) is not None else "*" for t in cells]
-        _write_texts(cells, args.out, vocab.tokenizer, args.steps)
+        _write_texts(cells, args.out, vocab, args.steps)
         return
     lines = [t for path in paths for t in [*path, ""]][:-1]
-    _write_texts(lines, args.out, vocab.tokenizer)
+    _write_texts(lines, args.out, vocab)
 
 
 def _add_encode(p: argparse.ArgumentParser) -> None:

@@ -88,10 +88,18 @@ class Tokenizer:
     join
         The separator that joins tokens back: ``""`` for characters and SMILES, ``" "``
         for words.
+    molecules
+        Whether the texts are molecules (SMILES): what uses a run then may score and
+        draw them with RDKit (:mod:`pyrovae.use.molecules`).
+    codes
+        A faster way to tokenise many texts at once, ``codes(texts, where)``, or None:
+        one text at a time with ``split``.
     """
 
     split: Callable[[str], list[str]]
     join: str
+    molecules: bool = False
+    codes: Callable[[Sequence[str], str], Any] | None = None
 
     def __call__(self, text: str) -> list[str]:
         return self.split(text)
@@ -99,14 +107,6 @@ class Tokenizer:
     def detokenize(self, tokens: Sequence[str]) -> str:
         """Tokens back to a text."""
         return self.join.join(tokens)
-
-
-#: Tokenizers by name (``tokenizer=``): each is a callable from a text to its tokens.
-TOKENIZERS: dict[str, Tokenizer] = {
-    "characters": Tokenizer(list, ""),
-    "smiles": Tokenizer(split_smiles, ""),
-    "words": Tokenizer(str.split, " "),
-}
 
 
 def default_tokenizer(path: str | Path, column: str | None = None) -> str:
@@ -148,9 +148,10 @@ def _codes(texts: Sequence[str], tokenizer: str, where: str) -> _Codes:
     if other is not None:
         kind = type(texts[other]).__name__
         raise PyrovaeError(f"{where} {other + 1} is a {kind}, not a string")
-    if tokenizer == "smiles":
-        return _smiles_codes(texts, where)
-    return _generic_codes(texts, lookup(TOKENIZERS, tokenizer, "tokenizer"), where)
+    chosen = lookup(TOKENIZERS, tokenizer, "tokenizer")
+    if chosen.codes is not None:
+        return chosen.codes(texts, where)
+    return _generic_codes(texts, chosen, where)
 
 
 def _generic_codes(texts: Sequence[str], tokenizer: Tokenizer, where: str) -> _Codes:
@@ -196,6 +197,14 @@ def _smiles_codes(texts: Sequence[str], where: str) -> _Codes:
     bounds = np.append(newlines, len(code))
     before = bounds - np.searchsorted(inside, bounds) - np.arange(len(bounds))
     return _Codes(code[code >= 0], table, np.diff(before, prepend=0))
+
+
+#: Tokenizers by name (``tokenizer=``): each is a callable from a text to its tokens.
+TOKENIZERS: dict[str, Tokenizer] = {
+    "characters": Tokenizer(list, ""),
+    "smiles": Tokenizer(split_smiles, "", molecules=True, codes=_smiles_codes),
+    "words": Tokenizer(str.split, " "),
+}
 
 
 def _multi_tokens(joined: str, table: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -276,6 +285,11 @@ class Vocabulary:
             (-n, t) for t, n in zip(codes.table, counts, strict=True) if n and t not in SPECIALS
         )
         return cls([*SPECIALS, *(t for _, t in ranked)], tokenizer)
+
+    @property
+    def molecules(self) -> bool:
+        """Whether its texts are molecules (SMILES), as its tokenizer says."""
+        return TOKENIZERS[self.tokenizer].molecules
 
     @property
     def size(self) -> int:

@@ -21,18 +21,18 @@ also does greedy and beam-search decoding.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pyro.distributions as dist
 import torch
 from pyro.distributions import constraints
 from torch import nn
 
+from pyrovae._util import lookup
 from pyrovae.data.sequences import BOS, EOS, PAD, UNK
 from pyrovae.errors import Param, PyrovaeError
 
 _NEVER = (PAD, BOS, UNK)
-#: The decoding methods of :meth:`Autoregressive.decode`.
-DECODINGS = ("sample", "greedy", "beam")
 
 
 class RecurrentCore(nn.Module):
@@ -206,16 +206,10 @@ class Autoregressive(dist.TorchDistribution):
         probable token at each step, ``"beam"`` keeps the ``beam_width`` most probable
         prefixes and returns the most probable finished sequence.
         """
-        if method not in DECODINGS:
-            raise PyrovaeError(
-                f"unknown decoding {method!r}; choose one of: {', '.join(DECODINGS)}"
-            )
+        decoding = lookup(DECODINGS, method, "decoding")
         shape = torch.Size(sample_shape) + self.batch_shape
         context = self._flat_context(shape)
-        if method == "beam":
-            tokens = _beam_search(self.core, context, int(beam_width))
-        else:
-            tokens = _step_decode(self.core, context, method == "greedy", self.temperature)
+        tokens = decoding(self.core, context, self.temperature, int(beam_width))
         return tokens.reshape(*shape, self.core.length)
 
     @property
@@ -284,6 +278,27 @@ def _beam_search(core: RecurrentCore, context: torch.Tensor, width: int) -> torc
             break
     best = score.argmax(-1) + torch.arange(n, device=ctx.device) * width
     return tokens[best]
+
+
+def _sampled(core: RecurrentCore, context: torch.Tensor, temperature: float, width: int):
+    return _step_decode(core, context, False, temperature)
+
+
+def _greedy(core: RecurrentCore, context: torch.Tensor, temperature: float, width: int):
+    return _step_decode(core, context, True, temperature)
+
+
+def _beam(core: RecurrentCore, context: torch.Tensor, temperature: float, width: int):
+    return _beam_search(core, context, width)
+
+
+#: The decodings of :meth:`Autoregressive.decode` by name: each is
+#: ``decoding(core, contexts, temperature, beam_width)`` to token ids ``(N, L)``.
+DECODINGS: dict[str, Callable[[RecurrentCore, torch.Tensor, float, int], torch.Tensor]] = {
+    "sample": _sampled,
+    "greedy": _greedy,
+    "beam": _beam,
+}
 
 
 def _only_pad(logp: torch.Tensor) -> torch.Tensor:

@@ -28,7 +28,7 @@ from torch import nn
 from pyrovae._util import lookup
 from pyrovae.errors import Param, PyrovaeError
 from pyrovae.parts.distributions import MIN_SCALE, diagonal_normal, nearest_codes
-from pyrovae.parts.priors import CODE_PRIORS, Codebook, Prior
+from pyrovae.parts.priors import CODE_PRIORS, Prior
 
 
 class GuideFamily(nn.Module):
@@ -253,22 +253,8 @@ class VectorQuantised(GuideFamily):
 
     def implied_prior(self, name: str | None = None, **kwargs: Any) -> Prior:
         cls = lookup(CODE_PRIORS, name or "codebook", "prior of the vq guide")
-        if cls is Codebook:
-            if kwargs:
-                raise PyrovaeError(
-                    "the vq guide's codebook prior takes no ",
-                    Param("prior_kwargs"),
-                    "; leave them out, or choose ",
-                    Param("prior", "autoregressive"),
-                )
-            return Codebook(self.z_dim, self.codebook_rows)
-        return cls(
-            self.z_dim,
-            self.codebook_rows,
-            num_codes=self.z_dim // self.code_dim,
-            codes=self.codes,
-            **kwargs,
-        )
+        num_codes = self.z_dim // self.code_dim
+        return cls.over_codes(self.z_dim, self.codebook_rows, num_codes, self.codes, **kwargs)
 
     def codebook_rows(self) -> torch.Tensor:
         """The codebook, ``(K, D)``."""

@@ -18,6 +18,7 @@ guide family brings it (:meth:`pyrovae.parts.guides.GuideFamily.implied_prior`).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pyro.distributions as dist
 import torch
@@ -226,6 +227,26 @@ class Codebook(Prior):
         super().__init__(z_dim)
         self._codebook = codebook
 
+    @classmethod
+    def over_codes(
+        cls,
+        z_dim: int,
+        codebook: Callable[[], torch.Tensor],
+        num_codes: int,
+        codes: int,
+        **kwargs: Any,
+    ) -> Codebook:
+        """The prior over a vq guide family's codes (:data:`CODE_PRIORS`); it has no
+        settings, so ``kwargs`` (``prior_kwargs``) must be empty."""
+        if kwargs:
+            raise PyrovaeError(
+                "the vq guide's codebook prior takes no ",
+                Param("prior_kwargs"),
+                "; leave them out, or choose ",
+                Param("prior", "autoregressive"),
+            )
+        return cls(z_dim, codebook)
+
     def forward(self) -> dist.Distribution:
         # No argument checks in the training step, as for the other priors: the guide's
         # values are codebook rows by construction, and the check costs a host sync.
@@ -272,12 +293,25 @@ class AutoregressiveCodes(Prior):
         )
         self.register_buffer("context", torch.zeros(0))
 
+    @classmethod
+    def over_codes(
+        cls,
+        z_dim: int,
+        codebook: Callable[[], torch.Tensor],
+        num_codes: int,
+        codes: int,
+        **kwargs: Any,
+    ) -> AutoregressiveCodes:
+        """The prior over a vq guide family's M codes of K (:data:`CODE_PRIORS`)."""
+        return cls(z_dim, codebook, num_codes, codes, **kwargs)
+
     def forward(self) -> dist.Distribution:
         indices = Autoregressive(self.core, self.context)
         return CodeSequence(self._codebook(), indices, len(SPECIALS), EOS)
 
 
-#: The priors the ``vq`` guide family can bring over its codes, by name (``prior``).
+#: The priors the ``vq`` guide family can bring over its codes, by name (``prior``); each
+#: is built by ``over_codes(z_dim, codebook, num_codes, codes, **prior_kwargs)``.
 CODE_PRIORS: dict[str, type[Prior]] = {
     "codebook": Codebook,
     "autoregressive": AutoregressiveCodes,

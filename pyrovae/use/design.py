@@ -152,8 +152,8 @@ def design(
         The training SMILES: the predictor is fitted on ``fit_on`` of them, the search
         starts from the ``starts`` best of those, and none of them counts as found.
     property
-        A name of :data:`pyrovae.use.molecules.PROPERTIES` (``"qed"``, ``"logp"``,
-        ``"penalized-logp"``, ...), maximised.
+        One of :data:`pyrovae.use.molecules.DESIGNABLE` (``"qed"``, ``"logp"``,
+        ``"penalized-logp"``), maximised.
     n
         How many molecules to return at most.
     steps, lr, penalty
@@ -161,6 +161,11 @@ def design(
     seed
         Seeds the subset, the predictor and the baseline's prior samples.
     """
+    if property not in molecules.DESIGNABLE:
+        raise PyrovaeError(
+            f"the design search maximises, and {property!r} is not better higher; choose "
+            f"one of: {', '.join(molecules.DESIGNABLE)}"
+        )
     if n < 1 or starts < 1 or steps < 1 or fit_on < 2:
         raise PyrovaeError(
             Param("n"), ", ", Param("starts"), " and ", Param("steps"), " must be positive"

@@ -294,6 +294,9 @@ PROPERTIES: dict[str, Callable[[Mol], float]] = {
     "weight": _weight,
     "penalized-logp": _penalized_logp,
 }
+#: The properties a design search maximises: those that are better higher (SA,
+#: synthetic difficulty, and molecular weight are not).
+DESIGNABLE = ("logp", "penalized-logp", "qed")
 
 
 def property_names() -> tuple[str, ...]:

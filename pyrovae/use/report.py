@@ -206,7 +206,7 @@ def _sequence_sections(
             zip(vocabulary.decode(x), rebuilt, strict=True)
         ),
     }
-    if vocabulary.tokenizer != "smiles" or importlib.util.find_spec("rdkit") is None:
+    if not vocabulary.molecules or importlib.util.find_spec("rdkit") is None:
         return texts, {}
     buffer = io.BytesIO()
     try:

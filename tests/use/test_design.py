@@ -42,3 +42,58 @@ def test_only_new_valid_distinct_molecules_count_best_first():
     assert found == [canonical(s) for s in ("c1ccccc1", "CCO", "CCN")]
     assert np.allclose(values, property_values(found, "weight"))
     assert np.all(np.diff(values) <= 0)
+
+
+class _Decoded:
+    """What a stub decoder gives for latent points: molecule k for z[..., 0] in bin k."""
+
+    def __init__(self, rows: torch.Tensor, z: torch.Tensor) -> None:
+        self.rows, self.z = rows, z
+
+    def _pick(self) -> torch.Tensor:
+        k = (self.z[..., 0].clamp(-1.99, 1.99) + 2).long()  # bins of width 1 over [-2, 2)
+        return self.rows[k]
+
+    def decode(self, method: str = "greedy") -> torch.Tensor:
+        return self._pick()
+
+    def sample(self) -> torch.Tensor:
+        return self._pick()
+
+
+class _StubVAE(torch.nn.Module):
+    """z_0 picks one of four molecules of rising QED; the encoder puts training molecule
+    i at z_0 = its bin, so f(z) can learn that a larger z_0 is better."""
+
+    def __init__(self, vocabulary, smiles):
+        super().__init__()
+        self.rows = vocabulary.encode(smiles, 20)
+        self.x_dim = 20
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def encode(self, x):
+        k = torch.stack([(self.rows == row).all(-1).float().argmax() for row in x])
+        return torch.distributions.Normal(torch.stack([k - 1.5, torch.zeros_like(k)], -1), 1.0)
+
+    def decode(self, z):
+        return _Decoded(self.rows, z)
+
+    def prior(self):
+        return torch.distributions.Normal(torch.zeros(2), torch.ones(2))
+
+
+def test_design_returns_new_valid_molecules_and_the_prior_baseline():
+    from pyrovae.data.sequences import Vocabulary
+    from pyrovae.use.molecules import property_values
+
+    smiles = ["CC", "CCO", "c1ccccc1", "CC(=O)Nc1ccccc1"]
+    vocabulary = Vocabulary.build(smiles, "smiles")
+    vae = _StubVAE(vocabulary, smiles)
+    training = smiles[:2] * 20  # the two lower bins only: the better molecules are new
+    found = design.design(vae, vocabulary, training, "qed", n=5, starts=2, steps=30, lr=0.2)
+    assert set(found.smiles) <= {"c1ccccc1", "CC(=O)Nc1ccccc1"} and found.smiles
+    assert np.allclose(found.values, property_values(found.smiles, "qed"))
+    assert found.candidates == 2 * 31 and len(found.training_values) == 40
+    assert set(found.prior_smiles) <= {"c1ccccc1", "CC(=O)Nc1ccccc1"}
+    with pytest.raises(Exception, match="not better higher"):
+        design.design(vae, vocabulary, training, "sa")
