@@ -89,15 +89,26 @@ class PlainSequenceVAE(nn.Module):
         token = logits.log_softmax(-1).gather(-1, x[..., None]).squeeze(-1)
         return token.masked_fill(padding(x), 0.0).sum(-1)
 
-    def loss(self, x: torch.Tensor, kl_weight: float = 1.0, free_bits: float = 0.0):
+    def loss(
+        self,
+        x: torch.Tensor,
+        kl_weight: float = 1.0,
+        free_bits: float = 0.0,
+        per_unit: bool = False,
+    ):
         """The negative ELBO summed over the minibatch (KL at the sampled z); with free
-        bits, the KL term is max(free_bits, its minibatch mean) per datapoint."""
+        bits, the KL term is max(free_bits, its minibatch mean) per datapoint, or with
+        ``per_unit`` the sum over units d of max(free_bits / D, unit d's minibatch mean)."""
         loc, scale = self.encode(x)
         z = loc + scale * torch.randn_like(loc)
-        log_q = torch.distributions.Normal(loc, scale).log_prob(z).sum(-1)
-        log_p = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
-        kl = log_q - log_p
-        if free_bits:
+        log_q = torch.distributions.Normal(loc, scale).log_prob(z)
+        log_p = torch.distributions.Normal(0.0, 1.0).log_prob(z)
+        units = log_q - log_p
+        kl = units.sum(-1)
+        if free_bits and per_unit:
+            clamped = units.mean(0).clamp(min=free_bits / units.shape[-1]).sum()
+            kl = clamped.expand_as(kl)
+        elif free_bits:
             kl = kl.mean().clamp(min=free_bits).expand_as(kl)
         return -(self.log_px(x, z) - kl_weight * kl).sum()
 

@@ -70,6 +70,7 @@ def run_cli(args) -> tuple[pyrovae.VAE, float, float]:
     train = config["train"]
     args.batch_size, args.lr, args.epochs = train["batch_size"], train["lr"], train["epochs"]
     args.kl_warmup, args.free_bits = train["kl_warmup"], train["free_bits"]
+    args.free_bits_per_unit = train["free_bits_per_unit"]
     args.word_dropout = config["model"]["likelihood_kwargs"].get("word_dropout", 0.0)
     history = json.loads((out / "history.json").read_text())
     steps = len(history["epoch"]) * math.ceil(config["data"]["n_train"] / args.batch_size)
@@ -97,7 +98,9 @@ def train_pyrovae(data, args) -> tuple[pyrovae.VAE, float, float]:
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
-        loss=get_loss("trace", free_bits=args.free_bits),
+        loss=get_loss(
+            "trace", free_bits=args.free_bits, free_bits_per_unit=args.free_bits_per_unit
+        ),
         binarize="none",
         kl_warmup=args.kl_warmup,
         precision=args.precision,
@@ -129,7 +132,7 @@ def train_plain(data, args, seconds: float | None) -> tuple[PlainSequenceVAE, fl
             t0 = time.perf_counter()
             weight = min(1.0, (step + 1) / warmup) if warmup else 1.0
             batch = x[order[i * args.batch_size : (i + 1) * args.batch_size]]
-            loss = model.loss(batch, weight, args.free_bits)
+            loss = model.loss(batch, weight, args.free_bits, args.free_bits_per_unit)
             optim.zero_grad()
             loss.backward()
             optim.step()
@@ -219,6 +222,11 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--kl-warmup", type=float, default=SEQUENCE_TRAINING["kl_warmup"])
     p.add_argument("--free-bits", type=float, default=SEQUENCE_TRAINING["free_bits"])
+    p.add_argument(
+        "--free-bits-per-unit",
+        action=argparse.BooleanOptionalAction,
+        default=SEQUENCE_TRAINING["free_bits_per_unit"],
+    )
     p.add_argument("--word-dropout", type=float, default=LIKELIHOOD.get("word_dropout", 0.0))
     p.add_argument("--precision", default="auto", help="pyrovae's (plain PyTorch: float32)")
     p.add_argument("--heldout", type=int, default=1000, help="held-out molecules scored")

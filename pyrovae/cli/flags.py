@@ -40,9 +40,12 @@ def flags(parser: argparse.ArgumentParser) -> tuple[dict[str, str], set[str]]:
             if isinstance(action, argparse._SubParsersAction):
                 stack.extend(action.choices.values())
             elif action.option_strings and action.dest not in ("help", "version"):
-                found.setdefault(action.dest, action.option_strings[-1])
+                # --x/--no-x: the positive spelling, the negative one derived from it
+                positive = isinstance(action, argparse.BooleanOptionalAction)
+                flag = action.option_strings[0 if positive else -1]
+                found.setdefault(action.dest, flag)
                 if action.nargs == 0:
-                    switches.add(action.option_strings[-1])
+                    switches.add(flag)
     found.update(RENAMED)
     return found, switches
 
@@ -58,6 +61,8 @@ def speller(parser: argparse.ArgumentParser) -> Callable[[Param], str]:
         if param.within is not None:
             value = "" if param.value is NO_VALUE else f"={_text(param.value)}"
             return f"{flag} {param.name}{value}"
+        if param.value is False and flag in switches:
+            return "--no-" + flag[2:]
         if param.value is NO_VALUE or flag in switches:
             return flag
         return f"{flag} {_text(param.value)}"

@@ -58,7 +58,8 @@ SEQUENCE_TRAINING: dict[str, Any] = {
     "batch_size": 64,
     "lr": 2e-3,
     "kl_warmup": 1.0,
-    "free_bits": 6.0,
+    "free_bits": 7.5,
+    "free_bits_per_unit": True,
     "precision": "float32",
 }
 
@@ -128,6 +129,15 @@ def _training_default(args: argparse.Namespace, name: str, default: Any) -> Any:
     if value is not None:
         return value
     return SEQUENCE_TRAINING.get(name, default) if _sequences(args) else default
+
+
+def _per_unit(args: argparse.Namespace) -> bool:
+    """--free-bits-per-unit; unset, the sequence default where free bits are on at all."""
+    if args.free_bits_per_unit is not None:
+        return args.free_bits_per_unit
+    return _training_default(args, "free_bits_per_unit", False) and bool(
+        _training_default(args, "free_bits", 0.0)
+    )
 
 
 #: The flags that make the built-in VAE a variant: flag -> its value -> (the variant's
@@ -264,6 +274,7 @@ def _config_from_args(args: argparse.Namespace) -> dict[str, Any]:
             "kl_warmup": _kl_warmup(args),
             "kl_cycles": args.kl_cycles,
             "free_bits": _training_default(args, "free_bits", 0.0),
+            "free_bits_per_unit": _per_unit(args),
             "seed": args.seed,
             "precision": _precision_flag(args),
             "checkpoint_every": args.checkpoint_every,

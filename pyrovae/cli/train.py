@@ -238,6 +238,13 @@ def _add_kl_options(train: argparse._ArgumentGroup, seq: dict[str, Any]) -> None
         help="free bits per latent site (trace and meanfield losses; default 0, "
         f"{seq['free_bits']:g} for sequences)",
     )
+    train.add_argument(
+        "--free-bits-per-unit",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="share --free-bits out evenly over each latent site's units and hold up each "
+        "unit's KL term on its own (default: off; on for sequences)",
+    )
 
 
 def _add_training_options(p: argparse.ArgumentParser) -> None:

@@ -8,7 +8,8 @@ subsampled; under a subsampled plate it takes the logsumexp of weights already m
 by N/B, which is not L_K, while :class:`IWAE_ELBO` applies N/B outside.
 
 :class:`FreeBits_ELBO` replaces each latent site's KL term, averaged over the minibatch,
-by max(lambda, KL) (Kingma et al., 2016).
+by max(lambda, KL) (Kingma et al., 2016); with ``per_unit=True`` the threshold is shared
+out evenly over the site's units and each unit's KL term is clamped on its own.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 import torch
 from pyro.infer import ELBO
-from torch.distributions import kl_divergence
+from torch.distributions import Distribution, Independent, kl_divergence
 
 from pyrovae.data.batches import Batch
 from pyrovae.errors import Param, PyrovaeError
@@ -29,7 +30,7 @@ from pyrovae.inference.logweights import (
     reduce_to_chains,
     trace_log_weights,
 )
-from pyrovae.inference.sites import sample_sites
+from pyrovae.inference.sites import DATA_PLATE, PARTICLE_PLATE, sample_sites
 from pyrovae.inference.trace_elbo import program_nesting
 from pyrovae.inference.traces import traces
 
@@ -102,9 +103,17 @@ class FreeBits_ELBO(IWAE_ELBO):  # noqa: N801 - named like Pyro's Trace_ELBO
     mean is over the minibatch of B datapoints and the particles. A site whose average
     KL is below the threshold gets no gradient pushing it further down, which keeps
     latent units from collapsing early in training (Kingma et al., 2016). Each latent
-    site is one group: the whole vector z counts as one, and ``free_bits`` is in nats
-    per datapoint for it. Site scales from :class:`LatentScale` multiply the clamped
-    term.
+    site is one group by default: the whole vector z counts as one, and ``free_bits`` is
+    in nats per datapoint for it. With ``per_unit=True`` each unit d of a site with U
+    units (the entries of its event and inner plates) is a group of its own:
+
+    KL term = sum_d max(free_bits / U, mean_i KL_i,site,d)
+
+    so no single unit can be switched off while the others carry the budget, which is
+    how a strong decoder otherwise keeps z to a handful of units. This needs the guide
+    and the prior of the site to factorise over its units (``Independent`` of a
+    univariate family, as the Gaussian guides and priors are). Site scales from
+    :class:`LatentScale` multiply the clamped term.
 
     Parameters
     ----------
@@ -114,6 +123,8 @@ class FreeBits_ELBO(IWAE_ELBO):  # noqa: N801 - named like Pyro's Trace_ELBO
         Draws of z per datapoint.
     analytic_kl
         Use ``kl_divergence(q, p)`` where it is implemented (Monte Carlo otherwise).
+    per_unit
+        Share the threshold out over each site's units and clamp each unit's KL term.
     """
 
     def __init__(
@@ -122,12 +133,14 @@ class FreeBits_ELBO(IWAE_ELBO):  # noqa: N801 - named like Pyro's Trace_ELBO
         num_particles: int = 1,
         analytic_kl: bool = False,
         max_plate_nesting: float = float("inf"),
+        per_unit: bool = False,
     ) -> None:
         if not free_bits >= 0:
             raise PyrovaeError(Param("free_bits"), f" must be >= 0 nats, got {free_bits}")
         super().__init__(num_particles=num_particles, max_plate_nesting=max_plate_nesting)
         self.free_bits = float(free_bits)
         self.analytic_kl = analytic_kl
+        self.per_unit = bool(per_unit)
 
     def _site_kl(self, guide_site: dict, model_site: dict, batch: int) -> torch.Tensor:
         if self.analytic_kl:
@@ -140,6 +153,14 @@ class FreeBits_ELBO(IWAE_ELBO):  # noqa: N801 - named like Pyro's Trace_ELBO
         return per_datapoint_log_prob(guide_site, k, batch) - per_datapoint_log_prob(
             model_site, k, batch
         )
+
+    def _clamped_kl(self, guide_site: dict, model_site: dict, batch: int) -> torch.Tensor:
+        """The site's KL term per datapoint, clamped below as a whole or unit by unit."""
+        if not self.per_unit:
+            kl = self._site_kl(guide_site, model_site, batch).mean()
+            return torch.clamp(kl, min=self.free_bits)
+        kl = unit_kl(guide_site, model_site, self.analytic_kl)
+        return torch.clamp(kl, min=self.free_bits / kl.numel()).sum()
 
     def _bound(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any):
         model_trace, guide_trace = traces(
@@ -157,8 +178,50 @@ class FreeBits_ELBO(IWAE_ELBO):  # noqa: N801 - named like Pyro's Trace_ELBO
             total = total + per_datapoint_log_prob(site, k, batch, scaled=True).mean(0).sum()
         for guide_site in sample_sites(guide_trace, observed=False):
             model_site = model_trace.nodes[guide_site["name"]]
-            kl = self._site_kl(guide_site, model_site, batch).mean()
-            clamped = torch.clamp(kl, min=self.free_bits)
+            clamped = self._clamped_kl(guide_site, model_site, batch)
             total = total - latent_scale(guide_site) * batch * clamped
             data_scale = guide_site["scale"] / latent_scale(guide_site)
         return data_scale * total
+
+
+def _factors(fn: Distribution, site: str) -> tuple[Distribution, int]:
+    """A distribution over a site's units, one univariate factor per unit, and its event rank."""
+    if isinstance(fn, Independent) and fn.base_dist.event_shape == ():
+        return fn.base_dist, fn.reinterpreted_batch_ndims
+    if fn.event_shape == ():
+        return fn, 0
+    raise PyrovaeError(
+        f"free bits per unit need latent site {site!r} to factorise over its units, but "
+        f"its {type(fn).__name__} does not; set ",
+        Param("free_bits_per_unit", False),
+    )
+
+
+def unit_kl(guide_site: dict, model_site: dict, analytic_kl: bool = False) -> torch.Tensor:
+    """The KL term of each unit of a latent site, averaged over particles and datapoints.
+
+    A unit is one entry of the site's value apart from its particle and data dimensions:
+    the entries of z's event, and of any plate inside the data plate. The Monte Carlo
+    estimate is log q(z_d | x) - log p(z_d); with ``analytic_kl`` the exact
+    ``kl_divergence`` where torch knows it. The result is flat, one number per unit.
+    """
+    q, event_dim = _factors(guide_site["fn"], guide_site["name"])
+    p, _ = _factors(model_site["fn"], guide_site["name"])
+    kl = None
+    if analytic_kl:
+        try:
+            kl = kl_divergence(q, p)
+        except NotImplementedError:
+            pass
+    if kl is None:
+        kl = q.log_prob(guide_site["value"]) - p.log_prob(guide_site["value"])
+    mask = guide_site["mask"]
+    if mask is not None and mask is not True:
+        kl = kl * torch.as_tensor(mask).reshape(torch.as_tensor(mask).shape + (1,) * event_dim)
+    frames = [
+        f.dim - event_dim
+        for f in guide_site["cond_indep_stack"]
+        if f.name in (DATA_PLATE, PARTICLE_PLATE) and f.dim is not None
+    ]
+    frames = [d for d in frames if -d <= kl.dim()]
+    return (kl.mean(frames) if frames else kl).reshape(-1)

@@ -259,7 +259,12 @@ def _loss(train_cfg: dict[str, Any]) -> ELBO | None:
                 Param("num_particles"), " and ", Param("free_bits"), " need a ", Param("loss")
             )
         return None
-    loss = get_loss(train_cfg["loss"], train_cfg["num_particles"], train_cfg["free_bits"])
+    loss = get_loss(
+        train_cfg["loss"],
+        train_cfg["num_particles"],
+        train_cfg["free_bits"],
+        train_cfg["free_bits_per_unit"],
+    )
     train_cfg["num_particles"] = loss.num_particles
     return loss
 

@@ -150,6 +150,9 @@ def _train_config(contract: Contract, settings: Settings) -> dict:
         "kl_warmup": settings.kl_warmup,
         "kl_cycles": settings.kl_cycles,
         "free_bits": getattr(loss, "free_bits", 0.0) if isinstance(loss, ELBO) else 0.0,
+        "free_bits_per_unit": getattr(loss, "per_unit", False)
+        if isinstance(loss, ELBO)
+        else False,
         "seed": settings.seed,
         "precision": resolve_precision(settings.precision, device, contract.mixed_precision_safe),
         "checkpoint_every": settings.checkpoint_every,

@@ -139,6 +139,11 @@ def _write(path, array):
             "needs binary data",
         ),
         (lambda p: "sample", ["--device", "cuda:7"], "CUDA"),
+        (
+            lambda p: "sample",
+            ["--free-bits-per-unit"],
+            "--free-bits-per-unit shares out free bits, but --free-bits is 0",
+        ),
     ],
 )
 def test_bad_input_is_a_one_line_error(tmp_path, capsys, monkeypatch, make, extra, match):

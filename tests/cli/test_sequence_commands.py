@@ -40,6 +40,7 @@ def test_a_smiles_file_trains_with_the_sequence_defaults(smiles_run):
     assert data["vocabulary"]["tokenizer"] == "smiles"
     assert model["vocab_size"] == len(data["vocabulary"]["tokens"])
     assert data["binarize"] == "none" and config["train"]["kl_warmup"] == 1.0
+    assert config["train"]["free_bits"] == 7.5 and config["train"]["free_bits_per_unit"]
     assert data["n_train"] == 320 and data["n_test"] == 80
 
 
@@ -158,3 +159,23 @@ def test_interpolate_draws_each_path_on_its_own_row(smiles_run, tmp_path):
     assert main(argv) == 0
     with Image.open(out) as image:  # invalid decodes kept as a * atom: 3 rows of 4
         assert image.size == (4 * 250, 3 * 250)
+
+
+def test_free_bits_per_unit_are_refused_on_a_prior_that_does_not_factorise(
+    smiles_file, tmp_path, capsys
+):
+    out = tmp_path / "flow"
+    code = main(
+        ["train", "--dataset", str(smiles_file), "--out", str(out), *TINY, "--prior", "flow"]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1, err
+    assert "factorise over its units" in err and "--no-free-bits-per-unit" in err, err
+
+
+def test_without_free_bits_a_sequence_run_does_not_share_them_out(smiles_file, tmp_path):
+    out = tmp_path / "nofb"
+    args = ["train", "--dataset", str(smiles_file), "--out", str(out), *TINY, "--free-bits", "0"]
+    assert main(args) == 0
+    train = json.loads((out / "config.json").read_text())["train"]
+    assert train["free_bits"] == 0 and train["free_bits_per_unit"] is False
