@@ -44,17 +44,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from plain_seq_vae import PlainSequenceVAE  # noqa: E402
 
 import pyrovae  # noqa: E402
-from pyrovae.cli.run_config import (  # noqa: E402
-    SEQUENCE_DEFAULTS,
-    SEQUENCE_LIKELIHOOD,
-    SEQUENCE_STEPS,
-    SEQUENCE_TRAINING,
-)
 from pyrovae.inference.objectives import get_loss  # noqa: E402
+from pyrovae.rundir.defaults import DATA_DEFAULTS  # noqa: E402
 from pyrovae.use import molecules, sequences  # noqa: E402
 
+#: What a new run on sequences gets (``pyrovae train``'s defaults for them).
+SEQUENCES = DATA_DEFAULTS["sequences"]
+SEQUENCE_DEFAULTS, SEQUENCE_TRAINING = SEQUENCES.model, SEQUENCES.training
+SEQUENCE_STEPS = SEQUENCES.steps
 #: The likelihood's settings among the CLI's sequence defaults (its temperature).
-LIKELIHOOD = SEQUENCE_LIKELIHOOD
+LIKELIHOOD = SEQUENCES.likelihood_kwargs
 
 
 def run_cli(args) -> tuple[pyrovae.VAE, float, float]:

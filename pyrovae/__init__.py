@@ -28,6 +28,7 @@ from pyrovae.models.vae import VAE
 from pyrovae.rundir.folder import RunFolder, load, load_run
 from pyrovae.training.loop import fit
 from pyrovae.training.state import TrainState
+from pyrovae.training.stopping import EarlyStopping
 
 __all__ = [
     "IWAE_ELBO",
@@ -35,6 +36,7 @@ __all__ = [
     "Bound",
     "ClusterVAE",
     "DataSplit",
+    "EarlyStopping",
     "ELBOTerms",
     "FreeBits_ELBO",
     "MarginalLikelihood",

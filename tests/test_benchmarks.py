@@ -10,16 +10,29 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 TINY = {
     "conditional_samples.py": [
+        "--cli",
         "--epochs",
         "1",
         "--per-class",
         "2",
+        "--num-samples",
+        "2",
+    ],
+    "anomaly.py": [
+        "--seeds",
+        "1",
+        "--epochs",
+        "1",
+        "--table-epochs",
+        "2",
+        "--num-samples",
+        "5",
         "--limit",
         "300",
-        "--z-dim",
-        "4",
     ],
+    "early_stopping.py": ["--factor", "2", "--points", "2", "--num-samples", "5"],
     "impute_cli.py": ["--masks", "1", "--epochs", "2", "--num-samples", "20", "--limit", "120"],
+    "sklearn_impute.py": ["--masks", "1", "--max-steps", "20", "--limit", "120"],
     "train_vs_pytorch.py": ["--epochs", "1", "--limit", "256", "--eval-samples", "2"],
     "precision_nll.py": [
         "--epochs",
@@ -97,7 +110,10 @@ TINY = {
     ],
 }
 EXPECTED = {
+    "anomaly.py": "held-out digit: trained on 0-8, the 9s anomalous",
+    "early_stopping.py": "default minus the long run's best",
     "impute_cli.py": "pyrovae / IterativeImputer per mask",
+    "sklearn_impute.py": "VAEImputer / IterativeImputer per mask",
     "train_vs_pytorch.py": "time ratio",
     "speed.py": "plain PyTorch float32, fused Adam",
     "sequences.py": "time per step, pyrovae / plain PyTorch",

@@ -12,7 +12,9 @@ One module per command group:
 ``common``
     What the groups share: the parser, argument types, run folders, output files.
 ``train``
-    ``pyrovae train``: its options, the run's config, and the training run.
+    ``pyrovae train``: the training run.
+``train_flags``
+    ``pyrovae train``'s flags, and each kind of data's defaults at the end of its help.
 ``evaluate``
     ``pyrovae evaluate`` and ``pyrovae report``.
 ``use``
@@ -39,7 +41,8 @@ from pyrovae.cli.design import _add_design, _design
 from pyrovae.cli.evaluate import _add_evaluate, _evaluate, _report
 from pyrovae.cli.flags import speller
 from pyrovae.cli.impute import _add_impute, _impute
-from pyrovae.cli.train import _add_train, _train
+from pyrovae.cli.train import _train
+from pyrovae.cli.train_flags import _add_train
 from pyrovae.cli.use import (
     _add_classify,
     _add_cluster,
@@ -89,7 +92,8 @@ COMMANDS: dict[str, Command] = {
     ),
     "encode": ("write the latent means of a split to .npy (embeddings)", _add_encode, _encode),
     "score": (
-        "write -log p(x) of each held-out datapoint to .npy (anomaly scores)",
+        "write an anomaly score of each held-out datapoint to .npy (--method: -log p(x), "
+        "the ELBO, reconstruction, complexity, LLR, a likelihood ratio)",
         _add_score,
         _score,
     ),

@@ -26,9 +26,18 @@ def _add_design(p: argparse.ArgumentParser) -> None:
         "--out", required=True, help="the .smi file to write: SMILES and property, best first"
     )
     p.add_argument(
-        "--starts", type=_positive_int, default=32, help="climbs, from the best training molecules"
+        "--starts",
+        type=_positive_int,
+        default=32,
+        help="elites kept, first the best training molecules (default 32)",
     )
-    p.add_argument("--steps", type=_positive_int, default=40, help="gradient steps per climb")
+    p.add_argument("--rounds", type=_positive_int, default=8, help="rounds of the search (8)")
+    p.add_argument(
+        "--budget",
+        type=_positive_int,
+        default=1280,
+        help="molecules decoded in all; the prior baseline gets as many (default 1280)",
+    )
     p.add_argument("--seed", type=int, default=0, help="default 0")
 
 
@@ -53,13 +62,14 @@ def _design(args: argparse.Namespace) -> None:
         property=args.property,
         n=args.n,
         starts=args.starts,
-        steps=args.steps,
+        rounds=args.rounds,
+        budget=args.budget,
         seed=args.seed,
     )
     if not found.smiles:
         raise PyrovaeError(
             f"the search decoded {found.candidates} strings and none is a new valid "
-            "molecule; train the run longer, or give more --starts and --steps"
+            "molecule; train the run longer, or give a larger --budget"
         )
     lines = "".join(f"{s} {v:.4f}\n" for s, v in zip(found.smiles, found.values, strict=True))
     atomic_write(path, lambda f: f.write(lines.encode()))

@@ -34,34 +34,6 @@ VAE_ARGUMENTS = {
 #: The built-in VAE's other flags: its variants, and the arguments of its parts.
 PART_ARGUMENTS = {"prior_arg": "prior", "likelihood_arg": "likelihood", "guide_arg": "posterior"}
 VARIANT_SWITCHES = ("conditional", "labels", "classifier", "clusters", "cluster_weights")
-#: What a new run on sequences (SMILES, text) uses where the flags say nothing: a GRU
-#: encoder and an autoregressive decoder, sized and trained to fit a 15-minute budget on
-#: 2 CPU cores (``docs/howto/molecules.md``: the measured defaults, and the one-off
-#: exploratory runs behind each choice): 128 units see more data than 256 in the time;
-#: free bits keep z in use (warm-up alone let the posterior collapse, word dropout cost
-#: validity); float32, as bfloat16 autocast was slower for GRUs of this size on a CPU
-#: with avx512_bf16.
-SEQUENCE_DEFAULTS: dict[str, Any] = {
-    "net": "gru",
-    "likelihood": "autoregressive",
-    "hidden": (128,),
-    "z_dim": 64,
-}
-#: The autoregressive likelihood's settings on sequences: samples at temperature 0.7.
-SEQUENCE_LIKELIHOOD: dict[str, Any] = {"temperature": 0.7}
-#: Unset, the epochs of a run on sequences are as many as make this many optimiser steps.
-SEQUENCE_STEPS = 9000
-#: The held-out sequences whose ELBO a run on sequences records each epoch.
-SEQUENCE_VALIDATION = 1000
-SEQUENCE_TRAINING: dict[str, Any] = {
-    "epochs": None,
-    "batch_size": 64,
-    "lr": 2e-3,
-    "kl_warmup": 1.0,
-    "free_bits": 7.5,
-    "free_bits_per_unit": True,
-    "precision": "float32",
-}
 
 
 def _given(args: argparse.Namespace, flag: str) -> bool:
@@ -92,7 +64,9 @@ def _model_config(args: argparse.Namespace) -> dict[str, Any]:
                 raise PyrovaeError(f"--{name} applies with --{needs} only")
             variant.update(setting(getattr(args, option)))
     chosen = variant.get("variant", "vae")
-    defaults = SEQUENCE_DEFAULTS if _sequences(args) else {}
+    kind = _data_defaults(args)
+    brought = [VARIANT_DEFAULTS[f] for f in VARIANT_DEFAULTS if vars(args).get(f)]
+    defaults = {**kind.model, **{k: v for d in brought for k, v in d.items()}}
     settings = {
         argument: getattr(args, flag)
         if _given(args, flag)
@@ -103,16 +77,16 @@ def _model_config(args: argparse.Namespace) -> dict[str, Any]:
     parts = {f"{part}_kwargs": dict(getattr(args, flag)) for flag, part in PART_ARGUMENTS.items()}
     if args.word_dropout is not None:
         parts["likelihood_kwargs"]["word_dropout"] = args.word_dropout
-    if defaults and settings["likelihood"] == SEQUENCE_DEFAULTS["likelihood"]:
-        parts["likelihood_kwargs"] = {**SEQUENCE_LIKELIHOOD, **parts["likelihood_kwargs"]}
+    if settings["likelihood"] == defaults.get("likelihood"):
+        parts["likelihood_kwargs"] = {**kind.likelihood_kwargs, **parts["likelihood_kwargs"]}
     return {"kind": "vae", "variant": "vae", **settings, **parts, **variant}
 
 
-def _sequences(args: argparse.Namespace) -> bool:
-    """Whether the run trains on sequences (then :data:`SEQUENCE_DEFAULTS` apply)."""
-    from pyrovae.data.datasets import is_sequences
+def _data_defaults(args: argparse.Namespace) -> Any:
+    """The defaults of the kind of data the run trains on (``DATA_DEFAULTS``)."""
+    from pyrovae.rundir.defaults import DATA_DEFAULTS, data_kind
 
-    return is_sequences(args.dataset, args.column)
+    return DATA_DEFAULTS[data_kind(args.dataset, args.column, args.missing)]
 
 
 def _kl_warmup(args: argparse.Namespace) -> float:
@@ -124,11 +98,12 @@ def _kl_warmup(args: argparse.Namespace) -> float:
 
 
 def _training_default(args: argparse.Namespace, name: str, default: Any) -> Any:
-    """A training flag as given; unset, the sequence default on sequences, else ``default``."""
+    """A training flag as given; unset, the default of the run's kind of data, else
+    ``default``."""
     value = getattr(args, name)
     if value is not None:
         return value
-    return SEQUENCE_TRAINING.get(name, default) if _sequences(args) else default
+    return _data_defaults(args).training.get(name, default)
 
 
 def _per_unit(args: argparse.Namespace) -> bool:
@@ -159,6 +134,13 @@ VARIANT_FLAGS: dict[str, Callable[[Any], tuple[dict[str, Any], dict[str, Any]]]]
 }
 
 
+#: What a variant flag sets where the other flags say nothing. A conditional VAE's
+#: latent is small, so that z cannot carry the class and the decoder has to listen to y:
+#: with z of 50 only half the samples of ``sample --label K`` were labelled K
+#: (``benchmarks/conditional_samples.py``; the figures in ``docs/howto/conditional.md``).
+VARIANT_DEFAULTS: dict[str, dict[str, Any]] = {"conditional": {"z_dim": 4}}
+
+
 #: Options of one variant: option -> (the variant's flag, its model settings).
 VARIANT_OPTIONS: dict[str, tuple[str, Callable[[Any], dict[str, Any]]]] = {
     "classifier": ("labels", lambda name: {"classifier": name}),
@@ -181,6 +163,21 @@ def _defaults(variant: str | None, *names: str) -> dict[str, Any]:
     """The defaults of a variant class's arguments ``names``, written into a new run's
     config, so that every setting of a run is in its config."""
     return {name: _default(variant or "vae", name) for name in names}
+
+
+def _epochs(args: argparse.Namespace, model: dict[str, Any]) -> int | None:
+    """--epochs; unset, None where the kind of data counts a budget of steps (the epochs
+    follow from the training split's size), else the model's default."""
+    if args.epochs is not None:
+        return args.epochs
+    return None if _data_defaults(args).steps else _default_epochs(model)
+
+
+def _particles(args: argparse.Namespace) -> int | None:
+    """--num-particles; unset, the data's default where its default loss is the run's."""
+    if args.num_particles is not None or args.loss is not None:
+        return args.num_particles
+    return _data_defaults(args).training.get("num_particles")
 
 
 def _default_epochs(model: dict[str, Any]) -> int:
@@ -227,7 +224,9 @@ def _loss_flag(args: argparse.Namespace, model: dict[str, Any]) -> str | None:
             f"--loss does not apply here: the discrete latent {discrete} is summed out by "
             f"TraceEnum_ELBO, which --loss {args.loss} would not do; leave it out"
         )
-    return args.loss or (None if discrete else _kind(model).default_loss)
+    if args.loss or discrete:
+        return args.loss
+    return _training_default(args, "loss", _kind(model).default_loss)
 
 
 def _precision_flag(args: argparse.Namespace) -> str:
@@ -265,11 +264,11 @@ def _config_from_args(args: argparse.Namespace) -> dict[str, Any]:
             **_variant(vars(args))[1],
         },
         "train": {
-            "epochs": _training_default(args, "epochs", _default_epochs(model)),
+            "epochs": _epochs(args, model),
             "batch_size": _training_default(args, "batch_size", 128),
             "lr": _training_default(args, "lr", 1e-3),
             "loss": _loss_flag(args, model),
-            "num_particles": args.num_particles,
+            "num_particles": _particles(args),
             "beta": args.beta,
             "kl_warmup": _kl_warmup(args),
             "kl_cycles": args.kl_cycles,
@@ -280,6 +279,7 @@ def _config_from_args(args: argparse.Namespace) -> dict[str, Any]:
             "checkpoint_every": args.checkpoint_every,
             "on_nan": args.on_nan,
             "missing": args.missing,
+            "early_stopping": args.early_stopping,
         },
         "files": {},
     }

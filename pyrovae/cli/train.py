@@ -1,348 +1,18 @@
-"""``pyrovae train``: its options and the training run (the config: ``run_config``)."""
+"""``pyrovae train``: the training run (its flags: ``train_flags``; the config:
+``run_config``)."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
-from pyrovae.cli.common import (
-    _barrier,
-    _choice,
-    _init_distributed,
-    _key_value,
-    _nonnegative_float,
-    _nonnegative_int,
-    _number,
-    _positive_float,
-    _positive_int,
-    _sizes,
-)
+from pyrovae.cli.common import _barrier, _init_distributed
 from pyrovae.cli.run_config import _config_from_args
 from pyrovae.errors import PyrovaeError
-
-_EXAMPLE_ARGS = {
-    "prior": "num_components=20",
-    "likelihood": "scale=decoder",
-    "guide": "rank=10",
-}
-
-
-def _add_train(p: argparse.ArgumentParser) -> None:
-    for add_group in (
-        _add_data_options,
-        _add_model_options,
-        _add_training_options,
-        _add_output_options,
-    ):
-        add_group(p)
-
-
-def _add_data_options(p: argparse.ArgumentParser) -> None:
-    from pyrovae.data.binarization import BINARIZATIONS
-    from pyrovae.data.datasets import DATASETS
-    from pyrovae.data.sequences import TOKENIZERS
-
-    data = p.add_argument_group("data")
-    data.add_argument(
-        "--dataset",
-        default="sample",
-        help=f"one of {', '.join(sorted(DATASETS))}, or a .npy/.npz/.csv path; sequences: "
-        "a .smi or .txt file (one per line) or a .csv with --column; with --model, a .npz "
-        "of named arrays (default: sample, the bundled 8,000/2,000 MNIST split)",
-    )
-    data.add_argument(
-        "--tokenizer",
-        **_choice(TOKENIZERS),
-        help="how sequences split into tokens (default: smiles for .smi files, moses and "
-        "moses-sample, and a column named SMILES; words otherwise)",
-    )
-    data.add_argument(
-        "--column", metavar="NAME", help="read the strings of this .csv column as sequences"
-    )
-    data.add_argument("--data-dir", help="folder with the torchvision files (no download)")
-    data.add_argument(
-        "--test-fraction",
-        type=_number(float, 0, True, "a fraction between 0 and 1"),
-        default=0.2,
-        help="the last part of a .npy or .csv file held out for validation and evaluate "
-        "(default 0.2); a .npz with x_train/x_test gives its own split",
-    )
-    data.add_argument(
-        "--standardize",
-        action="store_true",
-        help="standardise each column by the mean and standard deviation of its observed "
-        "training entries (stored in the run, undone on output)",
-    )
-    data.add_argument(
-        "--binarize",
-        default="auto",
-        choices=["auto", *sorted(BINARIZATIONS)],
-        metavar="{auto," + ",".join(sorted(BINARIZATIONS)) + "}",
-        help="dynamic: fresh Bernoulli draw per minibatch; static: one seeded draw; "
-        "none: values as they are; auto (default): what the likelihood models "
-        "(dynamic for bernoulli, poisson, negative-binomial; none for the others)",
-    )
-
-
-def _add_model_options(p: argparse.ArgumentParser) -> None:
-    from pyrovae.parts.guides import GUIDES
-    from pyrovae.parts.likelihoods import LIKELIHOODS
-    from pyrovae.parts.nets import ACTIVATIONS, INITS, NETS
-    from pyrovae.parts.priors import CODE_PRIORS, PRIORS
-
-    model = p.add_argument_group("model")
-    model.add_argument(
-        "--model",
-        metavar="FILE.py:CLASS",
-        help="train your own nn.Module with model and guide methods instead of the built-in "
-        "VAE (also package.module:CLASS); --dataset is then a .npz whose arrays are passed "
-        "to model and guide by name (NAME_train/NAME_test give the split, else the last 20%% "
-        "is held out), and the VAE's own flags do not apply",
-    )
-    model.add_argument(
-        "--model-arg",
-        type=_key_value,
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="constructor argument for --model, repeatable",
-    )
-    model.add_argument(
-        "--z-dim",
-        type=_sizes,
-        help="latent size (default 50; 10 with --clusters; 64 for sequences); several "
-        "sizes, e.g. 32,16, "
-        "for a hierarchical VAE with one stochastic layer each, z1 (next to x) first: "
-        "p(z2) p(z1|z2) p(x|z1), q(z1|x) q(z2|z1) (Burda et al. 2016)",
-    )
-    model.add_argument(
-        "--hidden",
-        type=_sizes,
-        help="hidden sizes, e.g. 512,256 (default 400; 500,500,2000 with --clusters); for "
-        "sequences, the one size of the GRUs (default 128)",
-    )
-    model.add_argument(
-        "--prior",
-        **_choice({**PRIORS, **CODE_PRIORS}),
-        help="prior p(z) (default standard; with --guide vq: codebook, uniform over its "
-        "codes, or autoregressive, a GRU over them learnt with the rest)",
-    )
-    model.add_argument(
-        "--likelihood",
-        **_choice(LIKELIHOODS),
-        help="likelihood p(x|z) (default bernoulli; autoregressive for sequences)",
-    )
-    model.add_argument("--guide", **_choice(GUIDES), help="family of q(z|x) (default diagonal)")
-    model.add_argument(
-        "--net",
-        **_choice(NETS),
-        help="encoder/decoder networks (default mlp; gru for sequences)",
-    )
-    model.add_argument(
-        "--word-dropout",
-        type=_number(float, 0, False, "a probability in [0, 1)"),
-        default=None,
-        metavar="P",
-        help="sequences: replace each teacher-forced input token by <unk> with probability "
-        "P while training, so the decoder must use z (Bowman et al. 2016; default 0)",
-    )
-    for part in ("prior", "likelihood", "guide"):
-        model.add_argument(
-            f"--{part}-arg",
-            type=_key_value,
-            action="append",
-            default=[],
-            metavar="KEY=VALUE",
-            help=f"extra argument for the {part}, repeatable "
-            f"(e.g. --{part}-arg {_EXAMPLE_ARGS[part]})",
-        )
-    _add_variant_options(model)
-    model.add_argument("--activation", **_choice(ACTIVATIONS), help="(default relu)")
-    model.add_argument(
-        "--init", **_choice(INITS), help="initial weights of the networks (default: torch's)"
-    )
-
-
-def _add_variant_options(model: argparse._ArgumentGroup) -> None:
-    """The flags that make the built-in VAE one of its variants (in the model group)."""
-    from pyrovae.parts.nets import CLASSIFIERS
-
-    model.add_argument(
-        "--conditional",
-        action="store_const",
-        const=True,
-        default=None,
-        help="a conditional VAE: p(x | z, y) and q(z | x, y) on the dataset's class labels y "
-        "(mlp networks); then pyrovae sample --label K draws class K and evaluate reports "
-        "log p(x | y)",
-    )
-    model.add_argument(
-        "--labels",
-        type=_positive_int,
-        metavar="N",
-        help="the semi-supervised VAE M2 (Kingma et al. 2014): keep the labels of N training "
-        "datapoints (N/K per class, seeded), y ~ Cat in the model, q(y|x) in the guide, "
-        "y summed out where unlabelled; then evaluate reports test_accuracy and pyrovae "
-        "classify writes q(y|x)'s classes",
-    )
-    model.add_argument(
-        "--classifier",
-        **_choice({"auto": None, **CLASSIFIERS}),
-        help="with --labels: the network of q(y|x): conv (small CNN with dropout), mlp, or "
-        "auto (default): conv for images, mlp for tables",
-    )
-    model.add_argument(
-        "--clusters",
-        type=_positive_int,
-        metavar="K",
-        help="a discrete cluster latent: c ~ Cat(pi), z ~ N(mu_c, sigma_c), c summed out "
-        "exactly, the mixture fitted to the encoder's means after 20 epochs (VaDE); then "
-        "pyrovae cluster writes each datapoint's cluster",
-    )
-    model.add_argument(
-        "--cluster-weights",
-        choices=("uniform", "learnt"),
-        help="with --clusters: pi, the clusters' weights: uniform (default) or learnt",
-    )
-
-
-def _add_kl_options(train: argparse._ArgumentGroup, seq: dict[str, Any]) -> None:
-    """The flags of the KL term: its weight, warm-up, cycles and free bits."""
-    train.add_argument(
-        "--beta", type=_nonnegative_float, default=1.0, help="weight of the KL term (default 1)"
-    )
-    train.add_argument(
-        "--kl-warmup",
-        type=_nonnegative_float,
-        default=None,
-        metavar="EPOCHS",
-        help="raise the KL weight linearly from 0 to --beta over this many epochs "
-        "(default 0; 1 for sequences, unless --kl-cycles)",
-    )
-    train.add_argument(
-        "--kl-cycles",
-        type=_nonnegative_int,
-        default=0,
-        metavar="M",
-        help="cyclical KL annealing (Fu et al. 2019): M cycles, each raising the KL weight "
-        "from 0 to --beta over its first half (default 0: none)",
-    )
-    train.add_argument(
-        "--free-bits",
-        type=_nonnegative_float,
-        default=None,
-        metavar="NATS",
-        help="free bits per latent site (trace and meanfield losses; default 0, "
-        f"{seq['free_bits']:g} for sequences)",
-    )
-    train.add_argument(
-        "--free-bits-per-unit",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="share --free-bits out evenly over each latent site's units and hold up each "
-        "unit's KL term on its own (default: off; on for sequences)",
-    )
-
-
-def _add_training_options(p: argparse.ArgumentParser) -> None:
-    from pyrovae.cli.run_config import SEQUENCE_STEPS, SEQUENCE_TRAINING
-    from pyrovae.inference.objectives import LOSSES
-    from pyrovae.inference.precision import PRECISIONS
-
-    train = p.add_argument_group("training")
-    train.add_argument(
-        "--loss",
-        **_choice(LOSSES),
-        help="objective (default trace; with --model, Pyro's TraceEnum_ELBO when the guide "
-        "enumerates, else trace)",
-    )
-    train.add_argument(
-        "--num-particles",
-        type=_positive_int,
-        default=None,
-        help="samples per datapoint in the loss (default: 1, or 5 for iwae)",
-    )
-    _add_kl_options(train, SEQUENCE_TRAINING)
-    train.add_argument(
-        "--epochs",
-        type=_nonnegative_int,
-        default=None,
-        help=f"default 20 (40 with --clusters; sequences: as many as make {SEQUENCE_STEPS:,} "
-        "optimiser steps); with --resume, the new total (default: the run's own)",
-    )
-    seq = SEQUENCE_TRAINING
-    train.add_argument(
-        "--batch-size",
-        type=_positive_int,
-        default=None,
-        help=f"default 128 ({seq['batch_size']} for sequences)",
-    )
-    train.add_argument(
-        "--lr",
-        type=_positive_float,
-        default=None,
-        help=f"Adam step (default 1e-3; {seq['lr']:g} for sequences)",
-    )
-    train.add_argument("--seed", type=int, default=0, help="default 0")
-    train.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
-    train.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default=None,
-        help="auto (default): bfloat16 where the device multiplies it natively (CUDA with "
-        "compute capability 8+, CPUs with avx512_bf16 or AMX), else float32, and float32 "
-        "for --model and for sequences; bfloat16: networks in bfloat16, every density and "
-        "the loss in float32. The choice made is recorded in config.json and kept on "
-        "--resume",
-    )
-    train.add_argument(
-        "--amp",
-        action="store_true",
-        help="deprecated: the same as --precision bfloat16",
-    )
-    train.add_argument(
-        "--missing",
-        choices=["error", "mask"],
-        default="error",
-        help="NaNs and empty cells in the data: error (default), or mask: train on the "
-        "observed entries only (MIWAE with --loss iwae)",
-    )
-
-
-def _add_output_options(p: argparse.ArgumentParser) -> None:
-    out = p.add_argument_group("output")
-    out.add_argument("--out", default="runs/latest", help="run folder (default runs/latest)")
-    out.add_argument("--force", action="store_true", help="overwrite an existing run folder")
-    out.add_argument(
-        "--resume",
-        metavar="RUN_DIR",
-        help="continue the run in RUN_DIR from its last checkpoint, with its own settings "
-        "(only --epochs, --device and --no-progress apply)",
-    )
-    out.add_argument(
-        "--checkpoint-every",
-        type=_positive_int,
-        default=None,
-        metavar="STEPS",
-        help="also checkpoint every STEPS steps within an epoch (default: every epoch)",
-    )
-    out.add_argument(
-        "--on-nan",
-        choices=["stop", "retry"],
-        default="stop",
-        help="a NaN or infinite loss or gradient: stop with an error (default), or go back "
-        "to the last good checkpoint with half the learning rate (at most 3 times)",
-    )
-    out.add_argument("--no-progress", action="store_true", help="no progress bar")
-    out.add_argument(
-        "--tensorboard",
-        action="store_true",
-        help="also log the per-epoch history to RUN_DIR/tensorboard (needs the tensorboard "
-        "package)",
-    )
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -381,6 +51,7 @@ def _train(args: argparse.Namespace) -> None:
         history = _fit(run, train, batch_size, folder, resume, log_scalars, args, rank)
         if rank > 0:
             return
+        _say_how_it_ended(history, config["train"])
         _finish(folder, run, history, args)
 
 
@@ -400,6 +71,11 @@ def _run_config(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
     if args.precision or args.amp:
         raise PyrovaeError(
             "--precision does not apply with --resume: a run keeps the precision "
+            f"recorded in {out / 'config.json'}"
+        )
+    if args.early_stopping is not None:
+        raise PyrovaeError(
+            "--early-stopping does not apply with --resume: a run keeps the early stopping "
             f"recorded in {out / 'config.json'}"
         )
     if args.epochs is not None:
@@ -423,42 +99,19 @@ def _resume(folder: Any, data: Any) -> Any:
 
 
 def _fit(run, train, batch_size, folder, resume, log_scalars, args, rank: int) -> dict:
-    """``fit`` with the run's settings, writing ``folder``; the CLI's words for its errors."""
-    from pyrovae.data.labels import with_labels
+    """``fit`` with the run's settings, writing ``folder``; the CLI's words for its errors
+    and for a run that ran out of epochs while it still improved."""
     from pyrovae.errors import NonFiniteError, Preempted
-    from pyrovae.training import fit
-
-    config = folder.config
-    train_cfg, data = config["train"], run.data
+    from pyrovae.training.stopping import StillImprovingWarning
 
     def tensorboard(state) -> None:
         if log_scalars is not None and state.end_of_epoch:
             log_scalars(state.history)
 
     try:
-        return fit(
-            run.model,
-            train,
-            epochs=train_cfg["epochs"],
-            batch_size=batch_size,
-            lr=train_cfg["lr"],
-            loss=run.loss,
-            binarize=config["data"]["binarize"],
-            device=args.device,
-            seed=train_cfg["seed"],
-            progress=not args.no_progress,
-            validation=_validation(data, config, with_labels),
-            callback=tensorboard,
-            beta=train_cfg["beta"],
-            kl_warmup=train_cfg["kl_warmup"],
-            kl_cycles=train_cfg["kl_cycles"],
-            precision=train_cfg["precision"],
-            checkpoint_every=train_cfg["checkpoint_every"],
-            on_nan=train_cfg["on_nan"],
-            resume=resume,
-            missing=train_cfg["missing"],
-            run_dir=folder,
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", StillImprovingWarning)
+            history = _run_fit(run, train, batch_size, folder, resume, tensorboard, args)
     except NonFiniteError as err:
         out = folder.path
         kept = (
@@ -473,6 +126,68 @@ def _fit(run, train, batch_size, folder, resume, log_scalars, args, rank: int) -
             f"pyrovae train --resume {folder.path}"
         )
         raise Preempted(message if rank == 0 else "", err.signum, err.epoch, err.step) from None
+    for w in caught:
+        if issubclass(w.category, StillImprovingWarning):
+            if rank == 0:
+                print(f"pyrovae train: warning: {w.message}; pass --epochs N", file=sys.stderr)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return history
+
+
+def _run_fit(run, train, batch_size, folder, resume, callback, args) -> dict:
+    """``fit`` with the settings of the run's config."""
+    from pyrovae.data.labels import with_labels
+    from pyrovae.training import fit
+
+    config = folder.config
+    train_cfg = config["train"]
+    return fit(
+        run.model,
+        train,
+        epochs=train_cfg["epochs"],
+        batch_size=batch_size,
+        lr=train_cfg["lr"],
+        loss=run.loss,
+        binarize=config["data"]["binarize"],
+        device=args.device,
+        seed=train_cfg["seed"],
+        progress=not args.no_progress,
+        validation=_validation(run.data, config, with_labels),
+        callback=callback,
+        beta=train_cfg["beta"],
+        kl_warmup=train_cfg["kl_warmup"],
+        kl_cycles=train_cfg["kl_cycles"],
+        precision=train_cfg["precision"],
+        checkpoint_every=train_cfg["checkpoint_every"],
+        on_nan=train_cfg["on_nan"],
+        resume=resume,
+        missing=train_cfg["missing"],
+        run_dir=folder,
+        early_stopping=train_cfg["early_stopping"] or None,
+    )
+
+
+def _say_how_it_ended(history: dict, train_cfg: dict[str, Any]) -> None:
+    """With early stopping: where the run stopped and why, and whose parameters it keeps."""
+    from pyrovae.training.stopping import MONITORS
+
+    if "best_epoch" not in history or not history["epoch"]:
+        return
+    last, best = history["epoch"][-1], history["best_epoch"][-1]
+    monitor = next(k for k in MONITORS if k in history)
+    value, name = history[monitor][best - 1], MONITORS[monitor]
+    if last < train_cfg["epochs"]:
+        print(
+            f"stopped early at epoch {last} of {train_cfg['epochs']}: the {name} had not "
+            f"improved for {train_cfg['early_stopping']} epochs; kept the parameters of "
+            f"epoch {best} ({name} {value:.2f} nats)"
+        )
+    else:
+        print(
+            f"trained all {last} epochs; kept the parameters of epoch {best}, the best "
+            f"{name} ({value:.2f} nats)"
+        )
 
 
 def _finish(folder: Any, run: Any, history: dict, args: argparse.Namespace) -> None:
@@ -491,28 +206,42 @@ def _finish(folder: Any, run: Any, history: dict, args: argparse.Namespace) -> N
 
 
 def _validation(data, config: dict[str, Any], with_labels) -> Any:
-    """The held-out data whose ELBO each epoch records: all of them; for sequences, the
-    first SEQUENCE_VALIDATION (the validation ELBO is a curve to watch, and
-    ``evaluate`` scores every held-out sequence)."""
-    from pyrovae.cli.run_config import SEQUENCE_VALIDATION
-
+    """The held-out data whose ELBO each epoch records: all of them, or the first
+    ``validation`` of the data's defaults (sequences: the validation ELBO is a curve to
+    watch, and ``evaluate`` scores every held-out sequence)."""
     labels = getattr(data, "test_labels", None)
     test = data.test
-    if config["data"].get("vocabulary") is not None:
-        test = test[:SEQUENCE_VALIDATION]
-        labels = labels[:SEQUENCE_VALIDATION] if labels is not None else None
+    limit = _data_defaults(config).validation
+    if limit is not None:
+        test = test[:limit]
+        labels = labels[:limit] if labels is not None else None
     return with_labels(test, labels, config["data"]["labels"])
 
 
-def _budget(config: dict[str, Any]) -> None:
-    """A new run on sequences without --epochs: as many epochs as the default budget of
-    optimiser steps takes on this dataset (so a smaller file is not trained less)."""
-    from pyrovae.cli.run_config import SEQUENCE_STEPS
+def _data_defaults(config: dict[str, Any]) -> Any:
+    """The defaults of the kind of data a run's config names."""
+    from pyrovae.rundir.defaults import DATA_DEFAULTS, data_kind
 
-    train_cfg = config["train"]
+    data = config["data"]
+    return DATA_DEFAULTS[data_kind(data["dataset"], data["column"], config["train"]["missing"])]
+
+
+def _budget(config: dict[str, Any]) -> None:
+    """A new run's epochs and early stopping where the flags left them to the data: the
+    epochs that make the data's budget of optimiser steps on this training split (so a
+    smaller file is not trained less), and the patience its steps stand for."""
+    from pyrovae.rundir.defaults import MIN_PATIENCE
+
+    train_cfg, defaults = config["train"], _data_defaults(config)
+    n_train, batch_size = config["data"]["n_train"], train_cfg["batch_size"] or 128
     if train_cfg["epochs"] is None:
-        per_epoch = -(-config["data"]["n_train"] // (train_cfg["batch_size"] or 128))
-        train_cfg["epochs"] = max(1, round(SEQUENCE_STEPS / per_epoch))
+        train_cfg["epochs"] = defaults.epochs(n_train, batch_size)
+    patience = train_cfg["early_stopping"]
+    if patience is None:
+        patience = defaults.patience(n_train, batch_size) or 0
+    elif patience == "auto":
+        patience = defaults.patience(n_train, batch_size) or MIN_PATIENCE
+    train_cfg["early_stopping"] = patience
 
 
 def _training_data(data, config: dict[str, Any], device) -> tuple[Any, int | None]:

@@ -9,6 +9,7 @@ from pathlib import Path
 from pyrovae.cli.common import (
     _add_report,
     _add_run_data,
+    _choice,
     _load_run,
     _need_vae,
     _number,
@@ -216,13 +217,37 @@ def _encode(args: argparse.Namespace) -> None:
 
 
 def _add_score(p: argparse.ArgumentParser) -> None:
+    from pyrovae.use.anomaly import SCORES
+
     _add_run_data(p)
-    p.add_argument("--out", required=True, help="the .npy file to write, one score each")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="the .npy file to write, one score each (nats; higher: more anomalous)",
+    )
+    p.add_argument(
+        "--method",
+        default="nll",
+        **_choice(SCORES),
+        help="the score (default nll): "
+        + "; ".join(f"{name}: {score.description}" for name, score in SCORES.items()),
+    )
+    p.add_argument(
+        "--background",
+        metavar="RUN0",
+        help="likelihood-ratio: a run of the same model trained on perturbed inputs",
+    )
+    p.add_argument(
+        "--k",
+        type=_positive_int,
+        default=None,
+        help="llr: latent layers, counted from x, drawn from the prior (default 1)",
+    )
     p.add_argument(
         "--num-samples",
         type=_positive_int,
         default=1000,
-        help="importance samples K (default 1000)",
+        help="importance samples K (elbo, reconstruction: draws averaged; default 1000)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the estimator (default 0)")
 
@@ -232,13 +257,26 @@ def _score(args: argparse.Namespace) -> None:
 
     import pyro
 
-    from pyrovae.use.applications import anomaly_scores
+    from pyrovae.data.devices import resolve_device
+    from pyrovae.rundir.folder import load
+    from pyrovae.use.anomaly import anomaly_score
 
     vae, _, _, x = _load_run(args, vae_only=False)
+    background = None
+    if args.background is not None:
+        background = load(args.background, device=resolve_device(args.device))
+    options = {"k": args.k} if args.k is not None else {}
     pyro.set_rng_seed(args.seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a poor proposal on unusual data is the point
-        scores = anomaly_scores(vae.model, vae.guide, x, num_samples=args.num_samples)
+        scores = anomaly_score(
+            vae,
+            x,
+            args.method,
+            num_samples=args.num_samples,
+            background=background,
+            **options,
+        )
     _save_array(scores.cpu().numpy(), args.out)
 
 

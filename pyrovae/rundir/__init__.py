@@ -3,6 +3,8 @@
 ``config``
     ``config.json``: its format version, the one upgrade of older configs, the files a
     run names (found again from any working directory).
+``defaults``
+    What a new run gets where its settings say nothing, by the kind of data.
 ``build``
     The one builder: a config to its data and its model.
 ``checkpoint``

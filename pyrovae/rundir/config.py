@@ -10,7 +10,7 @@ Format 2, written by this pyrovae::
                "tokenizer", "column", "vocabulary", "n_train", "n_test"},
      "train": {"epochs", "batch_size", "lr", "loss", "num_particles", "beta",
                "kl_warmup", "kl_cycles", "free_bits", "free_bits_per_unit", "seed", "precision",
-               "checkpoint_every",
+               "checkpoint_every", "early_stopping",
                "on_nan", "missing"},
      "files": {"dataset": "../table.csv", "model": "../model.py"}}
 
@@ -67,7 +67,7 @@ _V1_VARIANTS = {
 #: Keys added to format 2 after it was first written, and what their absence meant.
 _V2_ADDED = {
     "data": {"tokenizer": None, "column": None, "vocabulary": None},
-    "train": {"kl_cycles": 0, "free_bits_per_unit": False},
+    "train": {"kl_cycles": 0, "free_bits_per_unit": False, "early_stopping": 0},
 }
 #: The same for the built-in VAE's settings.
 _V2_ADDED_VAE = {"vocab_size": None}

@@ -7,6 +7,8 @@
 ``policies``
     Progress, KL warm-up, NaN checks and retries, schedulers, the model's end-of-epoch
     hook, validation, checkpoints, preemption, the processes of a distributed run.
+``stopping``
+    Early stopping on the validation ELBO, the best epoch's parameters kept.
 ``state``
     :class:`TrainState` (what a checkpoint holds) and the good state a retry goes back to.
 ``folders``
@@ -24,14 +26,17 @@ from pyrovae.inference.svi import FastSVI
 from pyrovae.training.loop import HISTORY_KEYS, VALIDATION_KEYS, Loop, fit, train
 from pyrovae.training.setup import ON_NAN
 from pyrovae.training.state import Callback, History, TrainState
+from pyrovae.training.stopping import EarlyStopping, StillImprovingWarning
 
 __all__ = [
     "HISTORY_KEYS",
     "ON_NAN",
     "VALIDATION_KEYS",
     "Callback",
+    "EarlyStopping",
     "FastSVI",
     "History",
+    "StillImprovingWarning",
     "Loop",
     "TrainState",
     "fit",

@@ -24,6 +24,10 @@ The history reports everything per datapoint, in nats:
 ``val_elbo``, ``val_log_likelihood``, ``val_kl``
     When ``validation`` data are given: the one-sample ELBO of each held-out datapoint,
     and its two terms E_q[log p(x|z)] and KL(q(z|x) || p(z)), averaged.
+``val_bound``
+    When the loss is :class:`~pyrovae.inference.iwae.IWAE_ELBO` with K > 1 particles:
+    the held-out IWAE bound L_K, the objective the run maximises (training on L_K
+    widens q(z|x), which can lower the one-sample ELBO while L_K and log p(x) rise).
 ``lr``
     The learning rate the epoch ran with (a Pyro LR scheduler steps after it; a retry
     after a non-finite step halves it).
@@ -48,6 +52,7 @@ import torch
 from pyro.infer import ELBO
 
 from pyrovae.errors import NonFiniteError
+from pyrovae.inference.iwae import IWAE_ELBO
 from pyrovae.inference.rng import set_rng_state
 from pyrovae.models.protocol import Contract, contract_of
 from pyrovae.rundir.folder import RunFolder
@@ -70,9 +75,12 @@ from pyrovae.training.policies import (
 from pyrovae.training.run_dir import opened, run_folder
 from pyrovae.training.setup import NAN_CHECK_EVERY, Settings, Setup, from_amp, prepare
 from pyrovae.training.state import Callback, GoodState, History, Loop, TrainState
+from pyrovae.training.stopping import BEST_EPOCH, EarlyStopping, as_early_stopping
 
 HISTORY_KEYS = ("epoch", "steps", "seconds", "train_elbo", "kl_weight", "lr")
 VALIDATION_KEYS = ("val_elbo", "val_log_likelihood", "val_kl")
+#: The held-out IWAE bound, recorded when the run trains on it.
+VALIDATION_BOUND = "val_bound"
 
 
 def train(loop: Loop, policies: Policies) -> History:
@@ -143,6 +151,7 @@ def fit(
     handle_signals: bool = True,
     run_dir: str | RunFolder | None = None,
     force: bool = False,
+    early_stopping: EarlyStopping | int | bool | None = None,
 ) -> History:
     """Train a model/guide pair by stochastic variational inference.
 
@@ -262,6 +271,12 @@ def fit(
         line passes) is written as it is set up.
     force
         With ``run_dir``: overwrite a folder that holds files.
+    early_stopping
+        Stop when the held-out objective (``val_bound`` when the loss is the IWAE bound,
+        else ``val_elbo``) has not improved for a number of epochs, and end with the
+        parameters of the best epoch (:class:`~pyrovae.training.stopping.EarlyStopping`):
+        True (patience 10), a patience in epochs, or an ``EarlyStopping`` with its own
+        settings. Needs ``validation``. The history gains ``best_epoch``.
 
     Returns
     -------
@@ -303,7 +318,8 @@ def fit(
         plate=plate,
         scheduler_step=scheduler_step,
         missing=missing,
-    ).check()
+        early_stopping=as_early_stopping(early_stopping),
+    ).check(has_validation=validation is not None)
     contract = contract_of(vae_or_model_guide)
     folder, data, validation = run_folder(run_dir, contract, data, validation, settings, resume)
     with opened(folder, force, resume) as (resume, callbacks):
@@ -318,6 +334,8 @@ def _start(setup: Setup, settings: Settings, resume: TrainState | None) -> tuple
     """The loop at its first step, or at ``resume`` with the optimiser, scheduler and
     generators restored; the good state a retry goes back to."""
     keys = HISTORY_KEYS + (VALIDATION_KEYS if setup.validation is not None else ())
+    keys += (VALIDATION_BOUND,) if bound_particles(setup, settings) else ()
+    keys += (BEST_EPOCH,) if settings.early_stopping is not None else ()
     state = TrainState(history={k: [] for k in keys})
     if resume is not None:
         setup.svi.load_optim_state(resume.optim_state)
@@ -354,8 +372,11 @@ def _policies(
                 setup.validation,
                 settings.eval_batch_size,
                 settings.plate,
+                bound_particles(setup, settings),
             )
         )
+    if settings.early_stopping is not None:  # after validation, before the checkpoint
+        hooks.append(settings.early_stopping)
     return [
         Progress(settings.progress and distributed.world()[0] == 0),
         KLWarmup(setup.kl_weight, settings.beta, kl_ramp(settings, setup.batches.steps or 0)),
@@ -366,6 +387,15 @@ def _policies(
         checkpoints,
         Processes(),
     ]
+
+
+def bound_particles(setup: Setup, settings: Settings) -> int | None:
+    """K of the held-out IWAE bound a run validates beside its ELBO: the run's own, when
+    it trains on that bound (with K > 1) and has held-out data; else None."""
+    loss = setup.svi.elbo
+    if setup.validation is None or type(loss) is not IWAE_ELBO or loss.num_particles < 2:
+        return None
+    return loss.num_particles
 
 
 def kl_ramp(settings: Settings, steps_per_epoch: int) -> Callable[[int], float] | None:

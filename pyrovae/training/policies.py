@@ -37,7 +37,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from pyrovae.errors import NonFiniteError, Param, Preempted
-from pyrovae.inference.marginal import elbo_terms
+from pyrovae.inference.marginal import elbo_terms, iwae_bound
 from pyrovae.inference.objectives import LatentScale
 from pyrovae.inference.svi import FastSVI
 from pyrovae.training import distributed, preemption
@@ -265,11 +265,22 @@ class ModelHook(Policy):
 
 
 class Validation(Policy):
-    """The held-out ELBO and its two terms, per datapoint, after every epoch."""
+    """The held-out ELBO and its two terms, per datapoint, after every epoch; with
+    ``bound_particles`` K, also the held-out IWAE bound L_K (``val_bound``): the
+    objective of a run trained on that bound, which its one-sample ELBO may not follow."""
 
-    def __init__(self, model: Any, guide: Any, data: Any, batch_size: int, plate: str | None):
+    def __init__(
+        self,
+        model: Any,
+        guide: Any,
+        data: Any,
+        batch_size: int,
+        plate: str | None,
+        bound_particles: int | None = None,
+    ):
         self.model, self.guide, self.data = model, guide, data
         self.batch_size, self.plate = batch_size, plate
+        self.bound_particles = bound_particles
 
     def end_of_epoch(self, loop: Loop, record: dict[str, Any]) -> None:
         terms = elbo_terms(
@@ -280,6 +291,16 @@ class Validation(Policy):
             val_log_likelihood=float(terms.log_likelihood.mean()),
             val_kl=float(terms.kl.mean()),
         )
+        if self.bound_particles:
+            bound = iwae_bound(
+                self.model,
+                self.guide,
+                self.data,
+                num_particles=self.bound_particles,
+                batch_size=self.batch_size,
+                plate=self.plate,
+            )
+            record.update(val_bound=float(bound.per_datapoint.mean()))
 
 
 class Checkpoints(Policy):

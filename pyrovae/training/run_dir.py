@@ -158,6 +158,7 @@ def _train_config(contract: Contract, settings: Settings) -> dict:
         "checkpoint_every": settings.checkpoint_every,
         "on_nan": settings.on_nan,
         "missing": settings.missing,
+        "early_stopping": settings.early_stopping.patience if settings.early_stopping else 0,
     }
 
 

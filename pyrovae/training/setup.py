@@ -67,9 +67,16 @@ class Settings:
     plate: str | None = None
     scheduler_step: str = "epoch"
     missing: str = "error"
+    early_stopping: Any = None
 
-    def check(self) -> Settings:
+    def check(self, has_validation: bool = True) -> Settings:
         """One-line errors for settings out of range, before anything runs."""
+        if self.early_stopping is not None and not has_validation:
+            raise PyrovaeError(
+                Param("early_stopping"),
+                " watches the validation ELBO: pass held-out data as ",
+                Param("validation"),
+            )
         if not isinstance(self.epochs, int) or self.epochs < 0:
             raise PyrovaeError(
                 Param("epochs"), f" must be a non-negative integer, got {self.epochs}"

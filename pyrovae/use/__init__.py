@@ -1,7 +1,14 @@
-"""Using a trained model: applications, diagnostics, figures, the report, sequences.
+"""Using a trained model: applications, anomaly scores, scikit-learn estimators, diagnostics,
+figures, the report, sequences.
 
 ``applications``
-    Embeddings, generation paths, anomaly scores, imputation of hidden pixels.
+    Embeddings, generation paths, imputation of hidden pixels.
+``anomaly``
+    Anomaly scores by name (-log p(x), the ELBO, reconstruction, complexity, LLR, a
+    likelihood ratio).
+``estimators``, ``estimator_base``
+    scikit-learn's ``VAEImputer``, ``VAEOutlierDetector`` and ``VAETransformer``
+    (``pyrovae.sklearn``), and what they share.
 ``diagnostics``
     Posterior collapse: active units and the KL divergence per latent unit.
 ``plots``
@@ -13,5 +20,5 @@
 ``molecules``
     The MOSES metrics of generated SMILES, molecular properties, drawings (RDKit).
 ``design``
-    Molecular design: a property predictor on z and a search in the latent space.
+    Molecular design: a property predictor on z guiding a search in the latent space.
 """

@@ -81,7 +81,13 @@ def traversals(
 def anomaly_scores(
     model: Callable, guide: Callable, x: torch.Tensor, num_samples: int = 1000, **kwargs: Any
 ) -> torch.Tensor:
-    """-log p(x) for each datapoint (nats): the higher, the less like the training data."""
+    """-log p(x) for each datapoint (nats): the higher, the less like the training data.
+
+    The ``nll`` score of :mod:`pyrovae.use.anomaly`; its
+    :func:`~pyrovae.use.anomaly.anomaly_score` also gives the scores that do not rank
+    simple inputs as likely (``complexity``, ``llr``, ``likelihood-ratio``). ``kwargs``
+    go to :func:`~pyrovae.inference.marginal.log_marginal_likelihood`.
+    """
     return -log_marginal_likelihood(
         model, guide, x, num_samples=num_samples, **kwargs
     ).per_datapoint

@@ -89,7 +89,18 @@ def test_design_writes_new_valid_molecules_best_first(smiles_run, smiles_file, t
     from pyrovae.use.molecules import canonical, canonical_set
 
     out = tmp_path / "best.smi"
-    argv = ["design", str(smiles_run), "--n", "5", "--starts", "4", "--steps", "3"]
+    argv = [
+        "design",
+        str(smiles_run),
+        "--n",
+        "5",
+        "--starts",
+        "4",
+        "--rounds",
+        "2",
+        "--budget",
+        "16",
+    ]
     code = main([*argv, "--out", str(out)])
     if code != 0:  # a decoder trained one epoch may write nothing valid: said so
         assert "none is a new valid molecule" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""Latent-space design: the predictor, the climb, and the filter of what counts as found."""
+"""Latent-space design: the predictor, the screened proposals, and the filter of what
+counts as found."""
 
 from __future__ import annotations
 
@@ -20,17 +21,20 @@ def test_the_predictor_learns_a_smooth_property_of_z():
         assert float((f(z) - y).abs().mean()) < 0.2
 
 
-def test_climbing_raises_the_predicted_property_within_the_penalty():
+def test_proposals_are_the_screened_best_near_the_elites():
     f = design._Rescaled(torch.nn.Linear(2, 1), torch.tensor(0.0), torch.tensor(1.0))
     with torch.no_grad():
         f.net.weight.copy_(torch.tensor([[1.0, 0.0]]))
         f.net.bias.zero_()
-    path = design.climb(f, torch.zeros(4, 2), steps=300, lr=0.05, penalty=0.5)
-    assert path.shape == (301, 4, 2)
-    # The optimum of z1 - 0.5 * 0.5 * |z|^2 is z = (2, 0).
-    assert torch.allclose(path[-1], torch.tensor([2.0, 0.0]).expand(4, 2), atol=0.05)
-    with torch.no_grad():
-        assert bool((f(path[-1]) > f(path[0])).all())
+    torch.manual_seed(0)
+    elites = torch.tensor([[0.0, 0.0], [1.0, 0.0]])
+    z = design.propose(f, elites, count=50, scale=0.3, screen=10, penalty=0.0)
+    assert z.shape == (50, 2)
+    # the 50 of 500 perturbations with the largest z_0: all on the far side of the elites
+    assert float(z[:, 0].min()) > 0.9
+    torch.manual_seed(0)
+    unscreened = design.propose(f, elites, count=50, scale=0.3, screen=1, penalty=0.0)
+    assert float(unscreened[:, 0].mean()) < float(z[:, 0].mean())
 
 
 def test_only_new_valid_distinct_molecules_count_best_first():
@@ -90,10 +94,12 @@ def test_design_returns_new_valid_molecules_and_the_prior_baseline():
     vocabulary = Vocabulary.build(smiles, "smiles")
     vae = _StubVAE(vocabulary, smiles)
     training = smiles[:2] * 20  # the two lower bins only: the better molecules are new
-    found = design.design(vae, vocabulary, training, "qed", n=5, starts=2, steps=30, lr=0.2)
-    assert set(found.smiles) <= {"c1ccccc1", "CC(=O)Nc1ccccc1"} and found.smiles
+    search = {"starts": 2, "rounds": 4, "budget": 40, "scale": 1.0, "penalty": 0.0}
+    found = design.design(vae, vocabulary, training, "qed", n=5, **search)
+    assert set(found.smiles) == {"c1ccccc1", "CC(=O)Nc1ccccc1"}
     assert np.allclose(found.values, property_values(found.smiles, "qed"))
-    assert found.candidates == 2 * 31 and len(found.training_values) == 40
+    assert list(found.values) == sorted(found.values, reverse=True)
+    assert found.candidates == 40 and len(found.training_values) == 40
     assert set(found.prior_smiles) <= {"c1ccccc1", "CC(=O)Nc1ccccc1"}
     with pytest.raises(Exception, match="not better higher"):
         design.design(vae, vocabulary, training, "sa")
