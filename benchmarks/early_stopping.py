@@ -8,8 +8,8 @@ seeded mask) and is written as a CSV with empty cells. Then, exactly as a user t
    and its held-out NLL (``pyrovae evaluate RUN --num-samples K``, observed entries);
 2. the same flags with 20 times the epochs the first run trained and
    ``--no-early-stopping``, trained in ``--points`` pieces by ``--resume`` (resuming is
-   exact, so this is one run) and evaluated after each piece: the best held-out NLL seen
-   along it;
+   exact, so this is one run), geometrically spaced so that its early epochs are seen
+   too, and evaluated after each piece: the best held-out NLL seen along it;
 3. for reference, the same flags with ``--epochs 50`` and no early stopping, the run of
    the issue that stopped "far from converged".
 
@@ -106,8 +106,8 @@ def main() -> None:
 
     long_epochs = args.factor * epochs
     along = []
-    for i in range(1, args.points + 1):
-        upto = max(1, round(long_epochs * i / args.points))
+    ends = sorted({max(1, round(e)) for e in np.geomspace(1, long_epochs, args.points)})
+    for i, upto in enumerate(ends, start=1):
         if i == 1:
             pyrovae_cli(
                 *base, "--epochs", str(upto), "--no-early-stopping", "--out", str(folder / "long")
