@@ -328,7 +328,8 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         type=_positive_int,
         default=None,
         metavar="PATIENCE",
-        help="stop when the held-out ELBO has not improved for PATIENCE epochs and keep the "
+        help="stop when the held-out objective (the ELBO; the IWAE bound with --loss iwae) "
+        "has not improved for PATIENCE epochs and keep the "
         "best epoch's parameters (default: on for tables, see below; off otherwise)",
     )
     train.add_argument(
@@ -336,7 +337,7 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         dest="early_stopping",
         action="store_const",
         const=0,
-        help="train for all the epochs, whatever the held-out ELBO does",
+        help="train for all the epochs, whatever the held-out objective does",
     )
     train.add_argument(
         "--batch-size",
